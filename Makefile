@@ -1,0 +1,30 @@
+# sparsearch: `make demo` runs a short local search, `make test` runs the test suite.
+# Both create the virtual environment first (pip: uv/poetry would download a CUDA torch).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sparsearch search --dataset digits --flash 24KiB --ram 6KiB --trials 8 \
+		--parallel 2 --epochs 6 --seed 0 --db sqlite:///runs/demo.db --artifacts runs/artifacts
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
+	$(PY) benchmarks/search_overhead.py --out benchmarks/results/search_overhead.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

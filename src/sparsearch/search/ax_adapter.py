@@ -1,0 +1,96 @@
+"""The only module that talks to Ax: a multi-objective ask/tell optimizer over the space.
+
+Objectives: maximise ``accuracy``, minimise ``flash`` and ``ram``; the job's limits are outcome
+constraints (for objectives Ax turns them into the hypervolume reference point). Candidates that
+are over a limit by estimate are told with their ``flash``/``ram`` only (no accuracy), so the
+model learns where the limits are without any training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from sparsearch.space.params import ParamDef, SpaceConfig, parameters
+
+log = logging.getLogger(__name__)
+
+BOTORCH_NODES = frozenset({"MBM", "BoTorch", "BO_MIXED", "GPEI", "MOO"})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int
+    params: dict[str, Any]
+    generator: str
+    gen_seconds: float
+
+
+def _ax_parameter(d: ParamDef) -> Any:
+    from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
+
+    if d.values is not None:
+        return ChoiceParameterConfig(name=d.name, parameter_type=d.value_type,
+                                     values=list(d.values), is_ordered=d.ordered)
+    return RangeParameterConfig(name=d.name, parameter_type=d.value_type,
+                                bounds=tuple(d.bounds), scaling="log" if d.log else "linear")
+
+
+class AxOptimizer:
+    """Ask/tell wrapper around ``ax.api.client.Client``; trial indices are Ax's indices."""
+
+    def __init__(self, space: SpaceConfig, *, flash_limit: int, ram_limit: int,
+                 seed: int = 0, name: str = "sparsearch") -> None:
+        from ax.api.client import Client
+
+        # Ax logs every call at INFO; the CLI shows its own progress instead.
+        for noisy in ("ax", "botorch", "linear_operator", "gpytorch"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self._client = Client(random_seed=seed)
+        self._client.configure_experiment(parameters=[_ax_parameter(d) for d in parameters(space)],
+                                          name=name)
+        constraints = [f"flash <= {flash_limit}", f"ram <= {ram_limit}"]
+        self._client.configure_optimization(objective="accuracy, -flash, -ram",
+                                            outcome_constraints=constraints)
+
+    def ask(self) -> Candidate | None:
+        """The next candidate, or None while Ax's initial design waits for pending results."""
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trials = self._client.get_next_trials(max_trials=1)
+        seconds = time.perf_counter() - start
+        if not trials:
+            return None
+        index, params = next(iter(trials.items()))
+        return Candidate(index, dict(params), self.generator_of(index), seconds)
+
+    def generator_of(self, index: int) -> str:
+        runs = self._client._experiment.trials[index].generator_runs  # no public accessor in 1.3
+        return getattr(runs[0], "_generation_node_name", None) or "unknown" if runs else "manual"
+
+    def tell_result(self, index: int, *, accuracy: float, flash: int, ram: int) -> None:
+        self._client.complete_trial(trial_index=index, raw_data={
+            "accuracy": float(accuracy), "flash": float(flash), "ram": float(ram)})
+
+    def tell_estimate_only(self, index: int, *, flash: int, ram: int) -> None:
+        """An untrained candidate (over a limit by estimate): only its costs are known."""
+        self._client.complete_trial(trial_index=index, raw_data={
+            "flash": float(flash), "ram": float(ram)})
+
+    def tell_failed(self, index: int, reason: str) -> None:
+        self._client.mark_trial_failed(trial_index=index, failed_reason=reason[:500])
+
+    def attach(self, params: dict[str, Any]) -> int:
+        """Re-register a stored trial when a search resumes; returns its Ax index."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._client.attach_trial(parameters=params)
+
+
+def is_botorch(generator: str | None) -> bool:
+    """Whether a generation node name denotes a BoTorch (model-based) generator."""
+    return bool(generator) and generator in BOTORCH_NODES

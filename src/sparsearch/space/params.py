@@ -1,0 +1,120 @@
+"""The search space as plain parameter definitions, and the decoding of a point into a candidate.
+
+``space/`` owns what a configuration means; ``search/`` turns these definitions into Ax
+parameters. Encoding: a fixed maximum of ``max_blocks`` blocks, each with its own settings, and
+``n_blocks`` saying how many are used. Settings of unused blocks are inactive: ``decode`` ignores
+them, so two points that differ only there describe the same network (an honest, flat encoding;
+Ax's hierarchical parameters are not used because the BoTorch model then sees a masked space it
+cannot fit as well with so few trials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sparsearch.errors import ConfigError, SpaceError
+from sparsearch.space.spec import BLOCK_KINDS, DOWNSAMPLES, HEAD_POOLS, ArchSpec, BlockSpec, PruningSpec
+
+ValueType = Literal["int", "float", "str"]
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    """One search dimension: a range (``bounds``, optionally log-scaled) or a choice (``values``)."""
+
+    name: str
+    value_type: ValueType
+    bounds: tuple[float, float] | None = None
+    values: tuple[Any, ...] | None = None
+    log: bool = False
+    ordered: bool = False
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """Bounds of the default SpArSe-style space (about 20-25 parameters)."""
+
+    max_blocks: int = 4
+    kernels: tuple[int, ...] = (3, 5, 7)
+    channels: tuple[int, int] = (2, 64)
+    head_units: tuple[int, ...] = (0, 16, 32, 64)
+    input_scales: tuple[float, ...] = (0.5, 0.75, 1.0)
+    lr: tuple[float, float] = (1e-3, 3e-2)
+    pruning_methods: tuple[str, ...] = ("none", "filter_norm")
+    prune_level: tuple[float, float] = (0.0, 0.8)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_blocks <= 6:
+            raise ConfigError(f"max_blocks must be 1..6, got {self.max_blocks}")
+        lo, hi = self.channels
+        if not 1 <= lo < hi <= 512:
+            raise ConfigError(f"channel bounds must satisfy 1 <= low < high <= 512, got {self.channels}")
+        if not 0.0 <= self.prune_level[0] <= self.prune_level[1] <= 0.95:
+            raise ConfigError(f"prune_level must lie within [0, 0.95], got {self.prune_level}")
+        if not self.pruning_methods:
+            raise ConfigError("pruning_methods is empty", "allow at least 'none'")
+
+
+def parameters(space: SpaceConfig) -> list[ParamDef]:
+    """The search dimensions of ``space``; choices with a single value are left out (fixed)."""
+    defs: list[ParamDef] = [
+        ParamDef("input_scale", "float", values=space.input_scales, ordered=True),
+        ParamDef("n_blocks", "int", bounds=(1, space.max_blocks)),
+    ]
+    for i in range(space.max_blocks):
+        defs += [
+            ParamDef(f"b{i}_type", "str", values=BLOCK_KINDS),
+            ParamDef(f"b{i}_kernel", "int", values=space.kernels, ordered=True),
+            ParamDef(f"b{i}_channels", "int", bounds=space.channels, log=True),
+            ParamDef(f"b{i}_down", "str", values=DOWNSAMPLES),
+        ]
+    defs += [
+        ParamDef("head_pool", "str", values=HEAD_POOLS),
+        ParamDef("head_units", "int", values=space.head_units, ordered=True),
+        ParamDef("lr", "float", bounds=space.lr, log=True),
+        ParamDef("prune_method", "str", values=space.pruning_methods),
+    ]
+    if any(m != "none" for m in space.pruning_methods) and space.prune_level[1] > space.prune_level[0]:
+        defs.append(ParamDef("prune_level", "float", bounds=space.prune_level))
+    return [d for d in defs if d.values is None or len(d.values) > 1]
+
+
+def decode(
+    params: dict[str, Any], space: SpaceConfig, input_shape: tuple[int, int, int], num_classes: int
+) -> tuple[ArchSpec, PruningSpec, float]:
+    """Turn an optimizer point into (architecture, pruning, learning rate).
+
+    Raises SpaceError for a point that names an unknown setting (a corrupted or foreign point)."""
+
+    def get(name: str, default: Any) -> Any:
+        return params[name] if name in params else default
+
+    try:
+        n_blocks = int(get("n_blocks", 1))
+        blocks = tuple(
+            BlockSpec(
+                kind=str(get(f"b{i}_type", BLOCK_KINDS[0])),  # type: ignore[arg-type]
+                kernel=int(get(f"b{i}_kernel", space.kernels[0])),
+                channels=int(params[f"b{i}_channels"]),
+                downsample=str(get(f"b{i}_down", "none")),  # type: ignore[arg-type]
+            )
+            for i in range(n_blocks)
+        )
+        arch = ArchSpec(
+            input_shape=tuple(input_shape),  # type: ignore[arg-type]
+            num_classes=num_classes,
+            blocks=blocks,
+            input_scale=float(get("input_scale", space.input_scales[0])),
+            head_pool=str(get("head_pool", HEAD_POOLS[0])),  # type: ignore[arg-type]
+            head_units=int(get("head_units", space.head_units[0])),
+        )
+        method = str(get("prune_method", space.pruning_methods[0]))
+        level = float(get("prune_level", space.prune_level[1])) if method != "none" else 0.0
+        lr = float(get("lr", (space.lr[0] * space.lr[1]) ** 0.5))
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpaceError(f"cannot decode search point {params!r}: {e}") from e
+    for b in blocks:
+        if b.kind not in BLOCK_KINDS or b.downsample not in DOWNSAMPLES:
+            raise SpaceError(f"unknown block setting in {b}")
+    return arch, PruningSpec(method=method, level=level), lr

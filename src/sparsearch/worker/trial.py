@@ -1,0 +1,85 @@
+"""``run_trial(spec, data) -> TrialResult``: build, train, prune, fine-tune, evaluate, serialise.
+
+Pure and Ray-free: no database, no optimizer; everything in and out is plain data, so the same
+function runs in a test, in a Ray worker on this machine, or on a remote node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sparsearch.pruning import get_method
+from sparsearch.space.builder import build_model
+from sparsearch.space.spec import TrialSpec, effective_arch
+from sparsearch.worker.data import Dataset, resize_inputs
+from sparsearch.worker.export import onnx_bytes, state_dict_bytes
+from sparsearch.worker.train import evaluate, set_determinism, train_epochs
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trained trial produced: validation/test accuracy, the model's effective spec
+    (post-pruning architecture to rebuild it) and artifact bytes keyed by kind."""
+
+    accuracy: float
+    test_accuracy: float
+    train_seconds: float
+    param_count: int
+    zero_fraction: float
+    effective_spec: dict[str, Any]
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    worker_pid: int = 0
+    worker_host: str = ""
+
+
+def prepare_inputs(spec: TrialSpec, data: Dataset) -> tuple[Any, Any, Any]:
+    """The data set's train/val/test inputs at the model's (scaled) input resolution."""
+    _, h, w = spec.arch.model_input_shape
+    return tuple(resize_inputs(x, (h, w)) for x in (data.x_train, data.x_val, data.x_test))
+
+
+def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResult:
+    """Run one trial end to end. Deterministic: same spec and seed, same weights and metrics."""
+    start = time.perf_counter()
+    t = spec.train
+    set_determinism(t.seed, threads)
+    x_train, x_val, x_test = prepare_inputs(spec, data)
+    model = build_model(spec.arch)
+    train_epochs(model, x_train, data.y_train, epochs=t.epochs, lr=t.lr,
+                 batch_size=t.batch_size, seed=t.seed)
+    zero_fraction = 0.0
+    if spec.pruning.active:
+        method = get_method(spec.pruning.method)
+        example = torch.from_numpy(x_train[:1])
+        report = method.prune(model, spec.pruning.level, example)
+        train_epochs(model, x_train, data.y_train, epochs=t.finetune_epochs, lr=t.lr / 3,
+                     batch_size=t.batch_size, seed=t.seed + 1)
+        method.finalize(model)
+        zero_fraction = report.zero_fraction
+    model.eval()
+    accuracy = evaluate(model, x_val, data.y_val)
+    test_accuracy = evaluate(model, x_test, data.y_test)
+    effective = {
+        "arch": effective_arch(spec.arch, spec.pruning).to_dict(),
+        "pruning": spec.pruning.to_dict(),
+    }
+    artifacts = {"state_dict": state_dict_bytes(model)}
+    if spec.export_onnx:
+        artifacts["onnx"] = onnx_bytes(model, spec.arch.model_input_shape)
+    return TrialResult(
+        accuracy=accuracy,
+        test_accuracy=test_accuracy,
+        train_seconds=time.perf_counter() - start,
+        param_count=sum(p.numel() for p in model.parameters()),
+        zero_fraction=zero_fraction,
+        effective_spec=effective,
+        artifacts=artifacts,
+        worker_pid=os.getpid(),
+        worker_host=socket.gethostname(),
+    )
