@@ -25,9 +25,18 @@ def test_sparse_accounting_adds_magnitude():
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(trials=0), dict(trials=10**6), dict(parallel=0), dict(epochs=0), dict(flash_bytes=0),
-     dict(ram_bytes=-1), dict(seed=-1), dict(flash_accounting="weird"), dict(dataset="a\x00b"),
-     dict(train_limit=3)],
+    [
+        dict(trials=0),
+        dict(trials=10**6),
+        dict(parallel=0),
+        dict(epochs=0),
+        dict(flash_bytes=0),
+        dict(ram_bytes=-1),
+        dict(seed=-1),
+        dict(flash_accounting="weird"),
+        dict(dataset="a\x00b"),
+        dict(train_limit=3),
+    ],
 )
 def test_bad_values_raise_config_error(kw):
     with pytest.raises(ConfigError):

@@ -6,8 +6,15 @@ from sparsearch.units import format_size, parse_size
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("24KiB", 24576), ("24KB", 24000), ("6144", 6144), ("1MiB", 1048576), ("1.5MB", 1500000),
-     ("2 kib", 2048), (512, 512)],
+    [
+        ("24KiB", 24576),
+        ("24KB", 24000),
+        ("6144", 6144),
+        ("1MiB", 1048576),
+        ("1.5MB", 1500000),
+        ("2 kib", 2048),
+        (512, 512),
+    ],
 )
 def test_parse_size_units(text, expected):
     assert parse_size(text) == expected

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,8 +17,12 @@ from rich.console import Console
 from sparsearch.errors import ConfigError, NotFoundError, SparsearchError
 from sparsearch.units import parse_size
 
-app = typer.Typer(help="Find neural networks that fit a microcontroller.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Find neural networks that fit a microcontroller.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -26,8 +30,9 @@ err = Console(stderr=True)
 out = Console()
 
 DbOption = typer.Option(None, "--db", help="Database URL [env SPARSEARCH_DATABASE_URL]")
-ArtifactsOption = typer.Option(None, "--artifacts",
-                               help="Artifact directory [env SPARSEARCH_ARTIFACT_DIR]")
+ArtifactsOption = typer.Option(
+    None, "--artifacts", help="Artifact directory [env SPARSEARCH_ARTIFACT_DIR]"
+)
 
 
 def _settings(db: str | None = None, artifacts: Path | None = None) -> Any:
@@ -77,8 +82,10 @@ def _print_front(doc: dict[str, Any]) -> None:
     from sparsearch.render import front_table
 
     hv = doc["hypervolume"]
-    title = (f"Pareto front of job {doc['job_id']} ({doc['status']}, "
-             f"hypervolume {0.0 if hv is None else hv:.3f})")
+    title = (
+        f"Pareto front of job {doc['job_id']} ({doc['status']}, "
+        f"hypervolume {0.0 if hv is None else hv:.3f})"
+    )
     front = sorted(doc["pareto"], key=lambda t: -t["accuracy"])
     out.print(front_table(front, title=title))
     if not front:
@@ -90,17 +97,17 @@ def search(
     dataset: str = typer.Option("digits", help="digits | fashion-mnist | idx:DIR | npz:FILE"),
     flash: str = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)"),
     ram: str = typer.Option("8KiB", help="RAM limit (same units)"),
-    macs: Optional[str] = typer.Option(None, help="Optional limit on multiply-accumulates"),
+    macs: str | None = typer.Option(None, help="Optional limit on multiply-accumulates"),
     trials: int = typer.Option(8, help="Trained trials (completed + failed)"),
     parallel: int = typer.Option(2, help="Trials trained at once on Ray"),
     epochs: int = typer.Option(6, help="Training epochs per trial"),
     seed: int = typer.Option(0, help="Seed of the optimizer, data split and training"),
     flash_accounting: str = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)"),
-    train_limit: Optional[int] = typer.Option(None, help="Use a stratified training subset"),
-    resume: Optional[str] = typer.Option(None, help="Continue an interrupted job by id"),
+    train_limit: int | None = typer.Option(None, help="Use a stratified training subset"),
+    resume: str | None = typer.Option(None, help="Continue an interrupted job by id"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),
-    db: Optional[str] = DbOption,
-    artifacts: Optional[Path] = ArtifactsOption,
+    db: str | None = DbOption,
+    artifacts: Path | None = ArtifactsOption,
 ) -> None:
     """Run a multi-objective architecture + pruning search on this machine."""
     try:
@@ -109,11 +116,17 @@ def search(
             from sparsearch.jobconfig import JobConfig
 
             cfg = JobConfig.create(
-                dataset=dataset, flash_bytes=parse_size(flash, what="--flash"),
+                dataset=dataset,
+                flash_bytes=parse_size(flash, what="--flash"),
                 ram_bytes=parse_size(ram, what="--ram"),
-                macs=parse_size(macs, what="--macs") if macs else None, trials=trials,
-                parallel=parallel, epochs=epochs, seed=seed, flash_accounting=flash_accounting,
-                train_limit=train_limit)
+                macs=parse_size(macs, what="--macs") if macs else None,
+                trials=trials,
+                parallel=parallel,
+                epochs=epochs,
+                seed=seed,
+                flash_accounting=flash_accounting,
+                train_limit=train_limit,
+            )
             from sparsearch.worker.data import load_dataset
 
             # Load (and so validate) the data before a job row exists: bad data creates nothing.
@@ -121,14 +134,20 @@ def search(
         else:
             data = None
         storage = _open(settings)
-        job = storage.get_job(resume) if resume else storage.create_job(
-            dataset=cfg.dataset, config=cfg.to_dict())
+        job = (
+            storage.get_job(resume)
+            if resume
+            else storage.create_job(dataset=cfg.dataset, config=cfg.to_dict())
+        )
     except SparsearchError as e:
         _fail(e)
     lim, bud = job.config["limits"], job.config["budget"]
-    err.print(f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
-              f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
-              f"{bud['epochs']} epochs), database {settings.database_url}", highlight=False)
+    err.print(
+        f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
+        f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
+        f"{bud['epochs']} epochs), database {settings.database_url}",
+        highlight=False,
+    )
     _run_job(storage, job, settings, data=data, as_json=as_json)
 
 
@@ -139,13 +158,21 @@ def _run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool)
     code = 0
     try:
         with SearchProgress(err, job.config["budget"]["trials"]) as bar:
-            SearchDriver(storage, job.id, ray_address=settings.ray_address,
-                         ray_num_cpus=settings.ray_num_cpus,
-                         ray_object_store_mb=settings.ray_object_store_mb,
-                         on_progress=bar.update, data=data).run()
+            SearchDriver(
+                storage,
+                job.id,
+                ray_address=settings.ray_address,
+                ray_num_cpus=settings.ray_num_cpus,
+                ray_object_store_mb=settings.ray_object_store_mb,
+                on_progress=bar.update,
+                data=data,
+            ).run()
     except KeyboardInterrupt:
-        err.print(f"interrupted: resume with `sparsearch search --resume {job.id} "
-                  f"--db {settings.database_url}`", highlight=False)
+        err.print(
+            f"interrupted: resume with `sparsearch search --resume {job.id} "
+            f"--db {settings.database_url}`",
+            highlight=False,
+        )
         code = 130
     except SparsearchError as e:
         err.print(f"[bold red]error:[/] {e.message}", highlight=False)
@@ -161,9 +188,12 @@ def _run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool)
 
 
 @app.command()
-def jobs(status: Optional[str] = typer.Option(None, help="Only jobs with this status"),
-         limit: int = typer.Option(50), as_json: bool = typer.Option(False, "--json"),
-         db: Optional[str] = DbOption) -> None:
+def jobs(
+    status: str | None = typer.Option(None, help="Only jobs with this status"),
+    limit: int = typer.Option(50),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+) -> None:
     """List search jobs in the database."""
     from sparsearch.render import jobs_table
 
@@ -178,8 +208,9 @@ def jobs(status: Optional[str] = typer.Option(None, help="Only jobs with this st
 
 
 @app.command()
-def pareto(job_id: str, as_json: bool = typer.Option(False, "--json"),
-           db: Optional[str] = DbOption) -> None:
+def pareto(
+    job_id: str, as_json: bool = typer.Option(False, "--json"), db: str | None = DbOption
+) -> None:
     """Show a job's Pareto front (accuracy vs flash vs RAM)."""
     try:
         doc = _job_document(_open(_settings(db)), job_id)
@@ -192,23 +223,30 @@ def pareto(job_id: str, as_json: bool = typer.Option(False, "--json"),
 
 
 @app.command()
-def pull(job_id: str,
-         trial: Optional[int] = typer.Option(None, help="Trial index (default: best on the front)"),
-         fmt: str = typer.Option("onnx", "--format", help="state_dict | onnx"),
-         output: Path = typer.Option(..., "-o", "--output", help="File to write"),
-         db: Optional[str] = DbOption, artifacts: Optional[Path] = ArtifactsOption) -> None:
+def pull(
+    job_id: str,
+    trial: int | None = typer.Option(None, help="Trial index (default: best on the front)"),
+    fmt: str = typer.Option("onnx", "--format", help="state_dict | onnx"),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write"),
+    db: str | None = DbOption,
+    artifacts: Path | None = ArtifactsOption,
+) -> None:
     """Write a trial's model artifact to a file."""
     from sparsearch.worker.kinds import ARTIFACT_KINDS
 
     try:
         if fmt not in ARTIFACT_KINDS:
-            raise ConfigError(f"unknown format {fmt!r}", f"choose one of {', '.join(ARTIFACT_KINDS)}")
+            raise ConfigError(
+                f"unknown format {fmt!r}", f"choose one of {', '.join(ARTIFACT_KINDS)}"
+            )
         storage = _open(_settings(db, artifacts))
         if trial is None:
             front = [t for t in storage.list_trials(job_id, status="completed") if t.pareto]
             if not front:
-                raise NotFoundError(f"job {job_id} has no trial on its front",
-                                    "wait for a trial to complete or pass --trial N")
+                raise NotFoundError(
+                    f"job {job_id} has no trial on its front",
+                    "wait for a trial to complete or pass --trial N",
+                )
             trial = max(front, key=lambda t: (t.accuracy, -t.flash_bytes)).index
         data = storage.read_artifact(job_id, trial, fmt)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +257,7 @@ def pull(job_id: str,
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Optional[str] = DbOption) -> None:
+def db_upgrade(db: str | None = DbOption) -> None:
     """Apply database migrations (also done automatically on first use)."""
     from sparsearch.storage import upgrade
 

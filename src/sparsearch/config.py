@@ -1,4 +1,4 @@
-"""Settings read from the environment (prefix ``SPARSEARCH_``), built explicitly, never at import."""
+"""Settings from the environment (prefix ``SPARSEARCH_``), built explicitly, never at import."""
 
 from __future__ import annotations
 

@@ -32,8 +32,10 @@ class Limits:
             if value is None and name == "macs":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"limit {name} must be a positive integer, got {value!r}",
-                                  "give sizes like 24KiB or 6144")
+                raise ConfigError(
+                    f"limit {name} must be a positive integer, got {value!r}",
+                    "give sizes like 24KiB or 6144",
+                )
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ class Budget:
     epochs: int = 6
 
     def __post_init__(self) -> None:
-        for name, top in (("trials", MAX_TRIALS), ("parallel", MAX_PARALLEL), ("epochs", MAX_EPOCHS)):
+        for name, top in (
+            ("trials", MAX_TRIALS),
+            ("parallel", MAX_PARALLEL),
+            ("epochs", MAX_EPOCHS),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
                 raise ConfigError(f"{name} must be an integer from 1 to {top}, got {value!r}")
@@ -75,31 +81,57 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         if self.flash_accounting not in FLASH_ACCOUNTINGS:
-            raise ConfigError(f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, "
-                              f"got {self.flash_accounting!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**31:
+            raise ConfigError(
+                f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, "
+                f"got {self.flash_accounting!r}"
+            )
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not 0 <= self.seed < 2**31
+        ):
             raise ConfigError(f"seed must be an integer in [0, 2**31), got {self.seed!r}")
         if "magnitude" in self.space.pruning_methods and self.flash_accounting != "sparse":
-            raise ConfigError("magnitude pruning cannot shrink dense flash",
-                              "use --flash-accounting sparse to search unstructured pruning")
-        if self.train_limit is not None and (not isinstance(self.train_limit, int)
-                                             or self.train_limit < 10):
+            raise ConfigError(
+                "magnitude pruning cannot shrink dense flash",
+                "use --flash-accounting sparse to search unstructured pruning",
+            )
+        if self.train_limit is not None and (
+            not isinstance(self.train_limit, int) or self.train_limit < 10
+        ):
             raise ConfigError(f"train_limit must be an integer >= 10, got {self.train_limit!r}")
         if not self.dataset or "\x00" in self.dataset:
             raise ConfigError("dataset name is empty or contains NUL")
 
     @classmethod
-    def create(cls, *, dataset: str, flash_bytes: int, ram_bytes: int, trials: int,
-               parallel: int = 1, epochs: int = 6, seed: int = 0, macs: int | None = None,
-               flash_accounting: str = "dense", space: SpaceConfig | None = None,
-               train_limit: int | None = None) -> JobConfig:
+    def create(
+        cls,
+        *,
+        dataset: str,
+        flash_bytes: int,
+        ram_bytes: int,
+        trials: int,
+        parallel: int = 1,
+        epochs: int = 6,
+        seed: int = 0,
+        macs: int | None = None,
+        flash_accounting: str = "dense",
+        space: SpaceConfig | None = None,
+        train_limit: int | None = None,
+    ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
-            raise ConfigError(f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, "
-                              f"got {flash_accounting!r}")
-        return cls(dataset=dataset, limits=Limits(flash_bytes, ram_bytes, macs),
-                   budget=Budget(trials, parallel, epochs), seed=seed,
-                   flash_accounting=flash_accounting,
-                   space=space or default_space(flash_accounting), train_limit=train_limit)
+            raise ConfigError(
+                f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, got {flash_accounting!r}"
+            )
+        return cls(
+            dataset=dataset,
+            limits=Limits(flash_bytes, ram_bytes, macs),
+            budget=Budget(trials, parallel, epochs),
+            seed=seed,
+            flash_accounting=flash_accounting,
+            space=space or default_space(flash_accounting),
+            train_limit=train_limit,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,11 +140,18 @@ class JobConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobConfig:
-        space = SpaceConfig(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in d.get("space", {}).items()})
-        return cls(dataset=d["dataset"], limits=Limits(**d["limits"]), budget=Budget(**d["budget"]),
-                   seed=d.get("seed", 0), flash_accounting=d.get("flash_accounting", "dense"),
-                   space=space, train_limit=d.get("train_limit"))
+        space = SpaceConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in d.get("space", {}).items()}
+        )
+        return cls(
+            dataset=d["dataset"],
+            limits=Limits(**d["limits"]),
+            budget=Budget(**d["budget"]),
+            seed=d.get("seed", 0),
+            flash_accounting=d.get("flash_accounting", "dense"),
+            space=space,
+            train_limit=d.get("train_limit"),
+        )
 
     def with_budget(self, **changes: Any) -> JobConfig:
         return replace(self, budget=replace(self.budget, **changes))

@@ -5,7 +5,8 @@ Progress always goes to stderr so that stdout can carry exactly one JSON documen
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,9 +20,13 @@ class SearchProgress:
 
     def __init__(self, console: Console, budget: int) -> None:
         self._bar = Progress(
-            TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-            console=console, transient=False,
+            TextColumn("[bold]search"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         self._task = self._bar.add_task("search", total=budget, stats="starting Ray and Ax ...")
 
@@ -29,13 +34,15 @@ class SearchProgress:
         self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
 
     def update(self, p: Any) -> None:
         best = f"{p.best_accuracy:.3f}" if p.best_accuracy is not None else "-"
-        stats = (f"trained {p.trained} · running {p.running} · failed {p.failed} · "
-                 f"infeasible {p.infeasible} · best {best} · HV {p.hypervolume:.3f}")
+        stats = (
+            f"trained {p.trained} · running {p.running} · failed {p.failed} · "
+            f"infeasible {p.infeasible} · best {best} · HV {p.hypervolume:.3f}"
+        )
         self._bar.update(self._task, completed=p.trained, stats=stats)
 
 
@@ -54,9 +61,15 @@ def front_table(trials: Iterable[dict[str, Any]], *, title: str) -> Table:
     for col in ("trial", "accuracy", "test acc", "flash", "RAM", "MACs", "pruning"):
         table.add_column(col, justify="right" if col not in ("pruning",) else "left")
     for t in trials:
-        table.add_row(str(t["index"]), _pct(t.get("accuracy")), _pct(t.get("test_accuracy")),
-                      format_size(t.get("flash_bytes")), format_size(t.get("ram_bytes")),
-                      f"{t['macs']:,}" if t.get("macs") is not None else "-", _pruning(t.get("pruning")))
+        table.add_row(
+            str(t["index"]),
+            _pct(t.get("accuracy")),
+            _pct(t.get("test_accuracy")),
+            format_size(t.get("flash_bytes")),
+            format_size(t.get("ram_bytes")),
+            f"{t['macs']:,}" if t.get("macs") is not None else "-",
+            _pruning(t.get("pruning")),
+        )
     return table
 
 
@@ -68,8 +81,15 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> Table:
         cfg = j.get("config", {})
         lim, bud = cfg.get("limits", {}), cfg.get("budget", {})
         hv = j.get("hypervolume")
-        table.add_row(j["id"], j["status"], cfg.get("dataset", j.get("dataset", "")),
-                      format_size(lim.get("flash_bytes")), format_size(lim.get("ram_bytes")),
-                      str(bud.get("trials", "")), _pct(j.get("best_accuracy")),
-                      "-" if hv is None else f"{hv:.3f}", str(j.get("created_at", ""))[:19])
+        table.add_row(
+            j["id"],
+            j["status"],
+            cfg.get("dataset", j.get("dataset", "")),
+            format_size(lim.get("flash_bytes")),
+            format_size(lim.get("ram_bytes")),
+            str(bud.get("trials", "")),
+            _pct(j.get("best_accuracy")),
+            "-" if hv is None else f"{hv:.3f}",
+            str(j.get("created_at", ""))[:19],
+        )
     return table

@@ -25,7 +25,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 def parse_size(text: str | int, *, what: str = "size") -> int:
     """Parse a size into a positive byte count, or raise ConfigError saying why not."""
     if isinstance(text, bool):
-        raise ConfigError(f"{what} must be a size, got {text!r}", "write a byte count like 6144 or 24KiB")
+        raise ConfigError(
+            f"{what} must be a size, got {text!r}", "write a byte count like 6144 or 24KiB"
+        )
     if isinstance(text, int):
         value = text
     else:

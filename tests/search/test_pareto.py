@@ -11,8 +11,13 @@ def test_normalize_maps_reference_to_origin():
 
 
 def test_front_drops_dominated_and_keeps_tradeoffs():
-    pts = [Point(0, 0.9, 500, 500), Point(1, 0.8, 600, 600),  # 1 dominated by 0
-           Point(2, 0.7, 100, 900), Point(3, 0.95, 900, 100), Point(4, 0.9, 500, 500)]
+    pts = [
+        Point(0, 0.9, 500, 500),
+        Point(1, 0.8, 600, 600),  # 1 dominated by 0
+        Point(2, 0.7, 100, 900),
+        Point(3, 0.95, 900, 100),
+        Point(4, 0.9, 500, 500),
+    ]
     assert pareto_indices(pts) == [0, 2, 3, 4]  # identical points 0 and 4 both stay
     assert pareto_indices([]) == []
 

@@ -33,31 +33,53 @@ def _ax_parameter(d: ParamDef) -> Any:
     from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
 
     if d.values is not None:
-        return ChoiceParameterConfig(name=d.name, parameter_type=d.value_type,
-                                     values=list(d.values), is_ordered=d.ordered)
-    return RangeParameterConfig(name=d.name, parameter_type=d.value_type,
-                                bounds=tuple(d.bounds), scaling="log" if d.log else "linear")
+        return ChoiceParameterConfig(
+            name=d.name, parameter_type=d.value_type, values=list(d.values), is_ordered=d.ordered
+        )
+    return RangeParameterConfig(
+        name=d.name,
+        parameter_type=d.value_type,
+        bounds=tuple(d.bounds),
+        scaling="log" if d.log else "linear",
+    )
+
+
+def _quiet_libraries() -> None:
+    """Ax sets INFO on each of its loggers and logs every call; the CLI shows its own progress.
+    Partial-data and fitting warnings are expected here (infeasible candidates carry no
+    accuracy), so only errors get through."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("ax", "botorch", "linear_operator", "gpytorch", "pyro"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class AxOptimizer:
     """Ask/tell wrapper around ``ax.api.client.Client``; trial indices are Ax's indices."""
 
-    def __init__(self, space: SpaceConfig, *, flash_limit: int, ram_limit: int,
-                 seed: int = 0, name: str = "sparsearch") -> None:
+    def __init__(
+        self,
+        space: SpaceConfig,
+        *,
+        flash_limit: int,
+        ram_limit: int,
+        seed: int = 0,
+        name: str = "sparsearch",
+    ) -> None:
         from ax.api.client import Client
 
-        # Ax logs every call at INFO; the CLI shows its own progress instead.
-        for noisy in ("ax", "botorch", "linear_operator", "gpytorch"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        _quiet_libraries()
         self._client = Client(random_seed=seed)
-        self._client.configure_experiment(parameters=[_ax_parameter(d) for d in parameters(space)],
-                                          name=name)
+        self._client.configure_experiment(
+            parameters=[_ax_parameter(d) for d in parameters(space)], name=name
+        )
         constraints = [f"flash <= {flash_limit}", f"ram <= {ram_limit}"]
-        self._client.configure_optimization(objective="accuracy, -flash, -ram",
-                                            outcome_constraints=constraints)
+        self._client.configure_optimization(
+            objective="accuracy, -flash, -ram", outcome_constraints=constraints
+        )
 
     def ask(self) -> Candidate | None:
         """The next candidate, or None while Ax's initial design waits for pending results."""
+        _quiet_libraries()  # Ax creates some loggers lazily, on first use
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -73,13 +95,16 @@ class AxOptimizer:
         return getattr(runs[0], "_generation_node_name", None) or "unknown" if runs else "manual"
 
     def tell_result(self, index: int, *, accuracy: float, flash: int, ram: int) -> None:
-        self._client.complete_trial(trial_index=index, raw_data={
-            "accuracy": float(accuracy), "flash": float(flash), "ram": float(ram)})
+        self._client.complete_trial(
+            trial_index=index,
+            raw_data={"accuracy": float(accuracy), "flash": float(flash), "ram": float(ram)},
+        )
 
     def tell_estimate_only(self, index: int, *, flash: int, ram: int) -> None:
         """An untrained candidate (over a limit by estimate): only its costs are known."""
-        self._client.complete_trial(trial_index=index, raw_data={
-            "flash": float(flash), "ram": float(ram)})
+        self._client.complete_trial(
+            trial_index=index, raw_data={"flash": float(flash), "ram": float(ram)}
+        )
 
     def tell_failed(self, index: int, reason: str) -> None:
         self._client.mark_trial_failed(trial_index=index, failed_reason=reason[:500])

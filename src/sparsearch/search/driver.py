@@ -1,4 +1,4 @@
-"""The search driver: one job's loop of ask -> estimate -> (record infeasible | train on Ray) -> tell.
+"""The search driver: one job's loop of ask, estimate, record-or-train on Ray, tell.
 
 The database is the source of truth: every candidate is stored before it is trained, every result
 as soon as it arrives, and a resumed search rebuilds the optimizer from the stored trials.
@@ -7,15 +7,16 @@ as soon as it arrives, and a resumed search rebuilds the optimizer from the stor
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sparsearch.errors import SearchError, SpaceError, SparsearchError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.search.ax_adapter import AxOptimizer, Candidate
 from sparsearch.search.pareto import Point, normalized_hypervolume, pareto_indices
 from sparsearch.space.estimate import estimate
-from sparsearch.space.params import decode
+from sparsearch.space.params import decode, smallest_candidates
 from sparsearch.space.spec import TrainSpec, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -57,18 +58,29 @@ def accounted_flash(cfg: JobConfig, est: dict[str, int]) -> int:
 
 def within_limits(cfg: JobConfig, est: dict[str, int]) -> bool:
     lim = cfg.limits
-    return (accounted_flash(cfg, est) <= lim.flash_bytes and est["ram_bytes"] <= lim.ram_bytes
-            and (lim.macs is None or est["macs"] <= lim.macs))
+    return (
+        accounted_flash(cfg, est) <= lim.flash_bytes
+        and est["ram_bytes"] <= lim.ram_bytes
+        and (lim.macs is None or est["macs"] <= lim.macs)
+    )
 
 
 class SearchDriver:
     """Drives one stored job to completion. ``trial_fn`` replaces ``run_trial`` (tests inject
     crashing trials through it); ``on_progress`` receives a Progress after every event."""
 
-    def __init__(self, storage: Any, job_id: str, *, ray_address: str = "",
-                 ray_num_cpus: int | None = None, ray_object_store_mb: int = 200,
-                 trial_fn: Callable[..., Any] | None = None, data: Any = None,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(
+        self,
+        storage: Any,
+        job_id: str,
+        *,
+        ray_address: str = "",
+        ray_num_cpus: int | None = None,
+        ray_object_store_mb: int = 200,
+        trial_fn: Callable[..., Any] | None = None,
+        data: Any = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
         self.storage = storage
         self.job = storage.get_job(job_id)
         self.cfg = JobConfig.from_dict(self.job.config)
@@ -88,17 +100,24 @@ class SearchDriver:
         from sparsearch.worker.remote import TrialRunner, init_ray
 
         if self.job.status not in RESUMABLE:
-            raise SearchError(f"job {self.job.id} is {self.job.status}; only queued, running or "
-                              "interrupted jobs can run", "start a new search instead")
+            raise SearchError(
+                f"job {self.job.id} is {self.job.status}; only queued, running or "
+                "interrupted jobs can run",
+                "start a new search instead",
+            )
         torch.set_num_threads(1)  # the driver only fits Ax models; workers get the cores
-        data = self._data or load_dataset(self.cfg.dataset, seed=self.cfg.seed,
-                                          train_limit=self.cfg.train_limit)
+        data = self._data or load_dataset(
+            self.cfg.dataset, seed=self.cfg.seed, train_limit=self.cfg.train_limit
+        )
         self._num_classes, self._input_shape = data.num_classes, data.input_shape
+        # Small data sets need small batches to get enough optimizer steps in a few epochs.
+        self._batch_size = 32 if len(data.y_train) < 5000 else 128
         self.storage.fail_unfinished_trials(self.job.id, "interrupted")
         self.storage.set_job_status(self.job.id, "running")
         state = _State()
         runner = None
         try:
+            self._check_reachable()
             self.ax = self._optimizer()
             self._replay(state)
             address, num_cpus, store_mb = self._ray
@@ -124,7 +143,10 @@ class SearchDriver:
         budget, parallel = self.cfg.budget.trials, self.cfg.budget.parallel
         while self.progress.trained < budget:
             waiting_for_data = False
-            while len(state.inflight) < parallel and self.progress.trained + len(state.inflight) < budget:
+            while (
+                len(state.inflight) < parallel
+                and self.progress.trained + len(state.inflight) < budget
+            ):
                 cand = self.ax.ask()
                 if cand is None:  # Ax's initial design waits for results: wait, don't go random
                     waiting_for_data = True
@@ -145,35 +167,86 @@ class SearchDriver:
         """Store the candidate; return its TrialSpec if it should train, None if infeasible."""
         cfg = self.cfg
         arch, pruning, lr = decode(cand.params, cfg.space, self._input_shape, self._num_classes)
-        common = dict(params=cand.params, generator=cand.generator, gen_seconds=cand.gen_seconds,
-                      pruning=pruning.to_dict())
+        common = dict(
+            params=cand.params,
+            generator=cand.generator,
+            gen_seconds=cand.gen_seconds,
+            pruning=pruning.to_dict(),
+        )
         try:
             est = estimate(arch, pruning).to_dict()
         except SpaceError as e:
-            self.storage.add_trial(self.job.id, cand.index, status="infeasible", estimates={},
-                                   feasible=False, error=e.message, **common)
+            self.storage.add_trial(
+                self.job.id,
+                cand.index,
+                status="infeasible",
+                estimates={},
+                feasible=False,
+                error=e.message,
+                **common,
+            )
             self.ax.tell_failed(cand.index, e.message)
             self._infeasible(state, None)
             return None
-        estimates = {k: est[k] for k in ("flash_bytes", "ram_bytes", "activation_bytes", "macs",
-                                         "nnz_flash_bytes")}
+        estimates = {
+            k: est[k]
+            for k in ("flash_bytes", "ram_bytes", "activation_bytes", "macs", "nnz_flash_bytes")
+        }
         estimates["param_count"] = est["params"]
         if not within_limits(cfg, est):
-            self.storage.add_trial(self.job.id, cand.index, status="infeasible",
-                                   estimates=estimates, feasible=False,
-                                   error="over a limit by estimate", **common)
-            self.ax.tell_estimate_only(cand.index, flash=accounted_flash(cfg, est),
-                                       ram=est["ram_bytes"])
+            self.storage.add_trial(
+                self.job.id,
+                cand.index,
+                status="infeasible",
+                estimates=estimates,
+                feasible=False,
+                error="over a limit by estimate",
+                **common,
+            )
+            self.ax.tell_estimate_only(
+                cand.index, flash=accounted_flash(cfg, est), ram=est["ram_bytes"]
+            )
             self._infeasible(state, est)
             return None
         state.infeasible_streak = 0
-        self.storage.add_trial(self.job.id, cand.index, status="running", estimates=estimates,
-                               feasible=True, **common)
+        self.storage.add_trial(
+            self.job.id, cand.index, status="running", estimates=estimates, feasible=True, **common
+        )
         state.estimates[cand.index] = est
         self.progress.running += 1
-        train = TrainSpec(lr=lr, epochs=cfg.budget.epochs, finetune_epochs=cfg.budget.finetune_epochs,
-                          batch_size=64, seed=cfg.seed)
+        train = TrainSpec(
+            lr=lr,
+            epochs=cfg.budget.epochs,
+            finetune_epochs=cfg.budget.finetune_epochs,
+            batch_size=self._batch_size,
+            seed=cfg.seed,
+        )
         return TrialSpec(arch=arch, pruning=pruning, train=train)
+
+    def _check_reachable(self) -> None:
+        """Fail at once when even the smallest network of the space is over a limit."""
+        ests = []
+        for arch in smallest_candidates(self.cfg.space, self._input_shape, self._num_classes):
+            try:
+                ests.append(estimate(arch).to_dict())
+            except SpaceError:
+                continue
+        if ests and not any(within_limits(self.cfg, e) for e in ests):
+            self._too_tight({k: min(e[k] for e in ests) for k in ests[0]}, "the smallest network")
+
+    def _too_tight(self, smallest: dict[str, int], what: str) -> None:
+        s = smallest
+        seen = (
+            f"flash {s['flash_bytes']} B (non-zero {s['nnz_flash_bytes']} B), "
+            f"RAM {s['ram_bytes']} B"
+            if s
+            else "none (no candidate could be built)"
+        )
+        raise SearchError(
+            f"limits too tight for this space: smallest estimate ({what}) {seen}; limits are "
+            f"flash {self.cfg.limits.flash_bytes} B, RAM {self.cfg.limits.ram_bytes} B",
+            "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)",
+        )
 
     def _infeasible(self, state: _State, est: dict[str, int] | None) -> None:
         self.progress.infeasible += 1
@@ -183,13 +256,7 @@ class SearchDriver:
                 state.smallest[key] = min(state.smallest.get(key, est[key]), est[key])
         self._emit("candidate over a limit by estimate")
         if state.infeasible_streak >= INFEASIBLE_STREAK_FACTOR * self.cfg.budget.trials:
-            s = state.smallest
-            seen = (f"flash {s['flash_bytes']} B (non-zero {s['nnz_flash_bytes']} B), "
-                    f"RAM {s['ram_bytes']} B" if s else "none (every candidate failed to build)")
-            raise SearchError(
-                f"limits too tight for this space: smallest estimate seen {seen}; limits are "
-                f"flash {self.cfg.limits.flash_bytes} B, RAM {self.cfg.limits.ram_bytes} B",
-                "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)")
+            self._too_tight(state.smallest, f"of {state.infeasible_streak} candidates in a row")
 
     def _record_outcome(self, index: int, outcome: Any, est: dict[str, int]) -> None:
         from sparsearch.worker.remote import TrialFailure
@@ -197,21 +264,39 @@ class SearchDriver:
         self.progress.running -= 1
         self.progress.trained += 1
         if isinstance(outcome, TrialFailure):
-            self.storage.finish_trial(self.job.id, index, status="failed", metrics={},
-                                      error=outcome.reason, worker_pid=outcome.worker_pid or None)
+            self.storage.finish_trial(
+                self.job.id,
+                index,
+                status="failed",
+                metrics={},
+                error=outcome.reason,
+                worker_pid=outcome.worker_pid or None,
+            )
             self.ax.tell_failed(index, outcome.reason)
             self.progress.failed += 1
             self._emit(f"trial {index} failed: {outcome.reason}")
             return
         self.storage.finish_trial(
-            self.job.id, index, status="completed",
-            metrics={"accuracy": outcome.accuracy, "test_accuracy": outcome.test_accuracy,
-                     "param_count": outcome.param_count},
-            train_seconds=outcome.train_seconds, worker_pid=outcome.worker_pid,
-            worker_host=outcome.worker_host, effective_spec=outcome.effective_spec,
-            artifacts=outcome.artifacts)
-        self.ax.tell_result(index, accuracy=outcome.accuracy, flash=accounted_flash(self.cfg, est),
-                            ram=est["ram_bytes"])
+            self.job.id,
+            index,
+            status="completed",
+            metrics={
+                "accuracy": outcome.accuracy,
+                "test_accuracy": outcome.test_accuracy,
+                "param_count": outcome.param_count,
+            },
+            train_seconds=outcome.train_seconds,
+            worker_pid=outcome.worker_pid,
+            worker_host=outcome.worker_host,
+            effective_spec=outcome.effective_spec,
+            artifacts=outcome.artifacts,
+        )
+        self.ax.tell_result(
+            index,
+            accuracy=outcome.accuracy,
+            flash=accounted_flash(self.cfg, est),
+            ram=est["ram_bytes"],
+        )
         self.progress.completed += 1
         self._refresh_front()
         self._emit(f"trial {index} completed: accuracy {outcome.accuracy:.3f}")
@@ -221,36 +306,55 @@ class SearchDriver:
     def _refresh_front(self) -> None:
         cfg = self.cfg
         trials = self.storage.list_trials(self.job.id, status="completed")
-        points = [Point(t.index, t.accuracy, accounted_flash(cfg, t.to_json()), t.ram_bytes)
-                  for t in trials if t.feasible and t.accuracy is not None]
+        points = [
+            Point(t.index, t.accuracy, accounted_flash(cfg, t.to_json()), t.ram_bytes)
+            for t in trials
+            if t.feasible and t.accuracy is not None
+        ]
         self.storage.set_pareto(self.job.id, pareto_indices(points))
-        hv = normalized_hypervolume(points, num_classes=self._num_classes,
-                                    flash_limit=cfg.limits.flash_bytes, ram_limit=cfg.limits.ram_bytes)
+        hv = normalized_hypervolume(
+            points,
+            num_classes=self._num_classes,
+            flash_limit=cfg.limits.flash_bytes,
+            ram_limit=cfg.limits.ram_bytes,
+        )
         best = max((p.accuracy for p in points), default=None)
         self.storage.update_job_summary(self.job.id, hypervolume=hv, best_accuracy=best)
         self.progress.hypervolume, self.progress.best_accuracy = hv, best
 
     def _optimizer(self) -> AxOptimizer:
         cfg = self.cfg
-        return AxOptimizer(cfg.space, flash_limit=cfg.limits.flash_bytes,
-                           ram_limit=cfg.limits.ram_bytes, seed=cfg.seed, name=self.job.id)
+        return AxOptimizer(
+            cfg.space,
+            flash_limit=cfg.limits.flash_bytes,
+            ram_limit=cfg.limits.ram_bytes,
+            seed=cfg.seed,
+            name=self.job.id,
+        )
 
     def _replay(self, state: _State) -> None:
         """Rebuild the optimizer and counters from stored trials (a resumed job)."""
         for t in self.storage.list_trials(self.job.id):
             index = self.ax.attach(t.params)
             if index != t.index:
-                raise SearchError(f"stored trial {t.index} re-attached as {index}",
-                                  "the job's trials are not contiguous; start a new search")
+                raise SearchError(
+                    f"stored trial {t.index} re-attached as {index}",
+                    "the job's trials are not contiguous; start a new search",
+                )
             if t.status == "completed":
-                self.ax.tell_result(index, accuracy=t.accuracy,
-                                    flash=accounted_flash(self.cfg, t.to_json()), ram=t.ram_bytes)
+                self.ax.tell_result(
+                    index,
+                    accuracy=t.accuracy,
+                    flash=accounted_flash(self.cfg, t.to_json()),
+                    ram=t.ram_bytes,
+                )
                 self.progress.completed += 1
                 self.progress.trained += 1
                 state.infeasible_streak = 0
             elif t.status == "infeasible" and t.flash_bytes is not None:
-                self.ax.tell_estimate_only(index, flash=accounted_flash(self.cfg, t.to_json()),
-                                           ram=t.ram_bytes)
+                self.ax.tell_estimate_only(
+                    index, flash=accounted_flash(self.cfg, t.to_json()), ram=t.ram_bytes
+                )
                 self.progress.infeasible += 1
                 state.infeasible_streak += 1
             else:
@@ -265,8 +369,9 @@ class SearchDriver:
         if self.progress.completed:
             self._refresh_front()
 
-    def _abort(self, state: _State, runner: Any, job_status: str, trial_reason: str,
-               error: str | None) -> None:
+    def _abort(
+        self, state: _State, runner: Any, job_status: str, trial_reason: str, error: str | None
+    ) -> None:
         """Stop in-flight work and leave the database consistent (never half-written)."""
         for ref in list(state.inflight):
             if runner is not None:

@@ -7,8 +7,8 @@ the reference point is the origin (chance accuracy, flash = limit, RAM = limit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,9 @@ class Point:
     ram: int
 
 
-def normalize(p: Point, *, num_classes: int, flash_limit: int, ram_limit: int) -> tuple[float, float, float]:
+def normalize(
+    p: Point, *, num_classes: int, flash_limit: int, ram_limit: int
+) -> tuple[float, float, float]:
     chance = 1.0 / num_classes
     return (
         (p.accuracy - chance) / (1.0 - chance),
@@ -38,20 +40,25 @@ def pareto_indices(points: Sequence[Point]) -> list[int]:
 
     if not points:
         return []
-    y = torch.tensor([[p.accuracy, -float(p.flash), -float(p.ram)] for p in points], dtype=torch.double)
+    y = torch.tensor(
+        [[p.accuracy, -float(p.flash), -float(p.ram)] for p in points], dtype=torch.double
+    )
     mask = is_non_dominated(y, deduplicate=False)
-    return [p.index for p, keep in zip(points, mask.tolist()) if keep]
+    return [p.index for p, keep in zip(points, mask.tolist(), strict=True) if keep]
 
 
-def normalized_hypervolume(points: Sequence[Point], *, num_classes: int, flash_limit: int,
-                           ram_limit: int) -> float:
+def normalized_hypervolume(
+    points: Sequence[Point], *, num_classes: int, flash_limit: int, ram_limit: int
+) -> float:
     """Hypervolume of the normalized front against the origin, in [0, 1]."""
     import torch
     from botorch.utils.multi_objective.hypervolume import Hypervolume
     from botorch.utils.multi_objective.pareto import is_non_dominated
 
-    rows = [normalize(p, num_classes=num_classes, flash_limit=flash_limit, ram_limit=ram_limit)
-            for p in points]
+    rows = [
+        normalize(p, num_classes=num_classes, flash_limit=flash_limit, ram_limit=ram_limit)
+        for p in points
+    ]
     # Points at or below the reference in any objective add nothing; clamping keeps them harmless.
     y = torch.tensor(rows, dtype=torch.double).clamp(min=0.0, max=1.0) if rows else None
     if y is None:

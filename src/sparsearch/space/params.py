@@ -10,18 +10,25 @@ cannot fit as well with so few trials).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sparsearch.errors import ConfigError, SpaceError
-from sparsearch.space.spec import BLOCK_KINDS, DOWNSAMPLES, HEAD_POOLS, ArchSpec, BlockSpec, PruningSpec
+from sparsearch.space.spec import (
+    BLOCK_KINDS,
+    DOWNSAMPLES,
+    HEAD_POOLS,
+    ArchSpec,
+    BlockSpec,
+    PruningSpec,
+)
 
 ValueType = Literal["int", "float", "str"]
 
 
 @dataclass(frozen=True)
 class ParamDef:
-    """One search dimension: a range (``bounds``, optionally log-scaled) or a choice (``values``)."""
+    """One search dimension: a range (``bounds``, maybe log-scaled) or a choice (``values``)."""
 
     name: str
     value_type: ValueType
@@ -49,7 +56,9 @@ class SpaceConfig:
             raise ConfigError(f"max_blocks must be 1..6, got {self.max_blocks}")
         lo, hi = self.channels
         if not 1 <= lo < hi <= 512:
-            raise ConfigError(f"channel bounds must satisfy 1 <= low < high <= 512, got {self.channels}")
+            raise ConfigError(
+                f"channel bounds must satisfy 1 <= low < high <= 512, got {self.channels}"
+            )
         if not 0.0 <= self.prune_level[0] <= self.prune_level[1] <= 0.95:
             raise ConfigError(f"prune_level must lie within [0, 0.95], got {self.prune_level}")
         if not self.pruning_methods:
@@ -75,7 +84,10 @@ def parameters(space: SpaceConfig) -> list[ParamDef]:
         ParamDef("lr", "float", bounds=space.lr, log=True),
         ParamDef("prune_method", "str", values=space.pruning_methods),
     ]
-    if any(m != "none" for m in space.pruning_methods) and space.prune_level[1] > space.prune_level[0]:
+    if (
+        any(m != "none" for m in space.pruning_methods)
+        and space.prune_level[1] > space.prune_level[0]
+    ):
         defs.append(ParamDef("prune_level", "float", bounds=space.prune_level))
     return [d for d in defs if d.values is None or len(d.values) > 1]
 
@@ -87,8 +99,7 @@ def decode(
 
     Raises SpaceError for a point that names an unknown setting (a corrupted or foreign point)."""
 
-    def get(name: str, default: Any) -> Any:
-        return params[name] if name in params else default
+    get = params.get
 
     try:
         n_blocks = int(get("n_blocks", 1))
@@ -118,3 +129,22 @@ def decode(
         if b.kind not in BLOCK_KINDS or b.downsample not in DOWNSAMPLES:
             raise SpaceError(f"unknown block setting in {b}")
     return arch, PruningSpec(method=method, level=level), lr
+
+
+def smallest_candidates(
+    space: SpaceConfig, input_shape: tuple[int, int, int], num_classes: int
+) -> list[ArchSpec]:
+    """The cheapest networks the space can express (one narrow block, smallest input), one per
+    block kind and downsampling: no candidate can need less flash or RAM than the best of them."""
+    return [
+        ArchSpec(
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,  # type: ignore[arg-type]
+            blocks=(BlockSpec(kind, min(space.kernels), space.channels[0], down),),
+            input_scale=min(space.input_scales),
+            head_pool="gap",
+            head_units=min(space.head_units),
+        )
+        for kind in BLOCK_KINDS
+        for down in DOWNSAMPLES
+    ]

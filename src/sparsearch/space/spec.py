@@ -104,7 +104,9 @@ def effective_arch(arch: ArchSpec, pruning: PruningSpec) -> ArchSpec:
     channels and the hidden dense layer; unstructured ones keep shapes (they only add zeros)."""
     if not pruning.active or pruning.method not in STRUCTURED_METHODS:
         return arch
-    blocks = tuple(replace(b, channels=pruned_width(b.channels, pruning.level)) for b in arch.blocks)
+    blocks = tuple(
+        replace(b, channels=pruned_width(b.channels, pruning.level)) for b in arch.blocks
+    )
     units = pruned_width(arch.head_units, pruning.level) if arch.head_units else 0
     return replace(arch, blocks=blocks, head_units=units)
 

@@ -58,7 +58,12 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
     with _quiet_stdout(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (sample,), buf, dynamo=False, opset_version=17,
-            input_names=["input"], output_names=["logits"],
+            model,
+            (sample,),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
         )
     return buf.getvalue()

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sparsearch.errors import SparsearchError
 
 log = logging.getLogger(__name__)
 
 TrialFn = Callable[..., Any]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,12 @@ def init_ray(address: str = "", *, num_cpus: int | None = None, object_store_mb:
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": True, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": logging.WARNING,
+    }
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -83,11 +90,13 @@ class TrialRunner:
         """The task's TrialResult or TrialFailure; a worker that died becomes a TrialFailure."""
         try:
             return self._ray.get(ref)
-        except Exception as e:  # noqa: BLE001 - Ray wraps worker deaths in several types
-            return TrialFailure(f"worker lost: {type(e).__name__}: {e}".splitlines()[0], "", 0)
+        except Exception as e:  # Ray wraps worker deaths and system errors in several types
+            lines = [ln for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
+            return TrialFailure(f"worker lost: {lines[-1] if lines else type(e).__name__}",
+                                _ANSI.sub("", str(e)), 0)
 
     def cancel(self, ref: Any) -> None:
         try:
             self._ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001 - best effort: the task may have finished already
+        except Exception:
             log.debug("cancel failed", exc_info=True)

@@ -36,7 +36,9 @@ def train_epochs(
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * math.ceil(len(xt) / batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=epochs * math.ceil(len(xt) / batch_size)
+    )
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     mean_loss = float("nan")

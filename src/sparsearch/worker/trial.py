@@ -51,15 +51,23 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     set_determinism(t.seed, threads)
     x_train, x_val, x_test = prepare_inputs(spec, data)
     model = build_model(spec.arch)
-    train_epochs(model, x_train, data.y_train, epochs=t.epochs, lr=t.lr,
-                 batch_size=t.batch_size, seed=t.seed)
+    train_epochs(
+        model, x_train, data.y_train, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=t.seed
+    )
     zero_fraction = 0.0
     if spec.pruning.active:
         method = get_method(spec.pruning.method)
         example = torch.from_numpy(x_train[:1])
         report = method.prune(model, spec.pruning.level, example)
-        train_epochs(model, x_train, data.y_train, epochs=t.finetune_epochs, lr=t.lr / 3,
-                     batch_size=t.batch_size, seed=t.seed + 1)
+        train_epochs(
+            model,
+            x_train,
+            data.y_train,
+            epochs=t.finetune_epochs,
+            lr=t.lr / 3,
+            batch_size=t.batch_size,
+            seed=t.seed + 1,
+        )
         method.finalize(model)
         zero_fraction = report.zero_fraction
     model.eval()

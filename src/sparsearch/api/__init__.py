@@ -1,0 +1,1 @@
+"""The REST API (FastAPI). Comes with the service issue; the core is usable from the CLI."""

@@ -1,0 +1,63 @@
+"""Pruning methods behind one small interface (see :mod:`sparsearch.pruning.base`).
+
+``get_method(name)`` returns a ready :class:`PruningMethod`. Method modules (torch, and
+Torch-Pruning for structured removal) are imported only when a method is requested, so importing
+this package is cheap and safe in the API and CLI processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sparsearch.errors import PruningError
+from sparsearch.pruning.base import MAX_LEVEL, PruneReport, PruningMethod, check_level
+
+# name -> (module, class); add a method here and in ``space.spec.STRUCTURED_METHODS`` if it
+# changes shapes.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "filter_norm": ("sparsearch.pruning.filter_norm", "FilterNorm"),
+    "magnitude": ("sparsearch.pruning.magnitude", "Magnitude"),
+}
+METHODS: tuple[str, ...] = tuple(_REGISTRY)
+
+_LAZY_STATS = ("count_params", "zero_fraction")
+
+
+def get_method(name: str, **options: Any) -> PruningMethod:
+    """The pruning method registered as ``name``, constructed with ``options``
+    (e.g. ``get_method("filter_norm", p=2)``)."""
+    try:
+        module_name, class_name = _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise PruningError(
+            f"unknown pruning method {name!r}",
+            hint=f"valid methods: {', '.join(METHODS)} (or 'none' to skip pruning)",
+        ) from None
+    cls = getattr(importlib.import_module(module_name), class_name)
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise PruningError(
+            f"invalid options for pruning method {name!r}: {e}",
+            hint="check the method's documented options",
+        ) from e
+
+
+def __getattr__(attr: str) -> Any:
+    # torch-importing helpers, loaded on first use only.
+    if attr in _LAZY_STATS:
+        return getattr(importlib.import_module("sparsearch.pruning.stats"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+__all__ = [
+    "MAX_LEVEL",
+    "METHODS",
+    "PruneReport",
+    "PruningMethod",
+    "check_level",
+    "count_params",
+    "get_method",
+    "zero_fraction",
+]

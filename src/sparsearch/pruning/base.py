@@ -1,0 +1,100 @@
+"""The contract every pruning method follows, and the report it returns.
+
+A method is a criterion plus a removal step (Torch-Pruning style): ``prune`` scores weights or
+filters, then zeroes (unstructured) or physically removes (structured) the lowest-scored ones.
+``finalize`` makes the result permanent after fine-tuning. Schedules (one-shot, iterative) are
+built by calling ``prune`` repeatedly: for unstructured methods ``level`` is the *total* fraction
+of each layer's weights that is zero afterwards (masks accumulate); for structured methods it is
+the fraction of each layer's *current* filters removed by this call.
+
+This module imports no torch at run time, so ``import sparsearch.pruning`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sparsearch.errors import PruningError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+MAX_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What one ``prune`` call did. Plain data: picklable and JSON-safe via ``to_dict``.
+
+    ``channels_before``/``channels_after`` map each Conv2d/Linear module name (as in
+    ``named_modules``) to its output channels/features. ``zero_fraction`` is the fraction of
+    exactly-zero Conv2d/Linear weights after pruning."""
+
+    method: str
+    level: float
+    params_before: int
+    params_after: int
+    zero_fraction: float
+    channels_before: dict[str, int] = field(default_factory=dict)
+    channels_after: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def params_removed(self) -> int:
+        return self.params_before - self.params_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_level(level: float) -> float:
+    """Return ``level`` as a float, or raise PruningError when it is outside [0, 0.95]."""
+    try:
+        value = float(level)
+    except (TypeError, ValueError) as e:
+        raise PruningError(
+            f"pruning level {level!r} is not a number", hint=f"use a fraction in [0, {MAX_LEVEL}]"
+        ) from e
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_LEVEL:
+        raise PruningError(
+            f"pruning level {level!r} is outside [0, {MAX_LEVEL}]",
+            hint=f"use a fraction in [0, {MAX_LEVEL}] (0 keeps the model unchanged)",
+        )
+    return value
+
+
+class PruningMethod(ABC):
+    """A pruning method: a name, whether it changes shapes, ``prune`` and ``finalize``.
+
+    Contract:
+    - ``prune`` mutates ``model`` in place and returns a :class:`PruneReport`. It never changes
+      ``model.training`` and never updates BatchNorm running statistics.
+    - Structured methods replace parameters with smaller ones: build the optimizer *after*
+      pruning. Unstructured methods keep parameters (masks live in forward pre-hooks), so
+      zeros stay zero during fine-tuning.
+    - Level 0 leaves the model unchanged. A level outside [0, 0.95] raises PruningError.
+    - ``finalize`` is called once after fine-tuning, before export or ``state_dict``; it is
+      idempotent and a no-op for methods that have nothing to make permanent.
+    """
+
+    name: str
+    structured: bool
+
+    @abstractmethod
+    def prune(
+        self, model: nn.Module, level: float, example_inputs: torch.Tensor | None = None
+    ) -> PruneReport:
+        """Prune ``model`` in place to ``level`` and report what changed.
+
+        ``example_inputs`` is one input batch (N, C, H, W); structured methods need it to trace
+        the model's dependency graph, unstructured ones ignore it."""
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """Make the pruning permanent (default: nothing to do). Returns ``model``."""
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, structured={self.structured})"

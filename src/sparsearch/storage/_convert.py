@@ -1,0 +1,149 @@
+"""Argument checks and ORM row → record conversion (private to ``storage/``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import operator
+import re
+from typing import Any
+
+from .models import Artifact, Job, Trial
+from .records import ESTIMATE_KEYS, METRIC_KEYS, ArtifactInfo, JobInfo, TrialInfo
+
+# Job ids name artifact folders: keep them to a safe alphabet.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise ValueError(
+            f"invalid job id {job_id!r}: use 1-64 letters, digits, '-' or '_' "
+            "(starting with a letter or digit)"
+        )
+    return job_id
+
+
+def check_index(index: int) -> int:
+    if isinstance(index, bool):
+        raise TypeError(f"trial index must be an integer, not {index!r}")
+    value = operator.index(index)
+    if value < 0:
+        raise ValueError(f"trial index must be >= 0, not {value}")
+    return value
+
+
+def check_json(name: str, value: Any) -> Any:
+    """A deep copy of ``value`` after checking it is strict JSON (no NaN/inf)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be JSON-serialisable: {e}") from e
+    return copy.deepcopy(value)
+
+
+def float_or_none(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a number, not {value!r}") from e
+    return None if math.isnan(result) else result
+
+
+def int_or_none(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {value!r}") from None
+
+
+def estimate_values(estimates: dict[str, Any]) -> dict[str, int | None]:
+    unknown = set(estimates) - set(ESTIMATE_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown estimate key(s) {', '.join(sorted(unknown))}; "
+            f"expected among {', '.join(ESTIMATE_KEYS)}"
+        )
+    return {k: int_or_none(k, v) for k, v in estimates.items()}
+
+
+def metric_values(metrics: dict[str, Any]) -> dict[str, float | int | None]:
+    unknown = set(metrics) - set(METRIC_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown metric key(s) {', '.join(sorted(unknown))}; "
+            f"expected among {', '.join(METRIC_KEYS)}"
+        )
+    out: dict[str, float | int | None] = {}
+    for key, value in metrics.items():
+        out[key] = int_or_none(key, value) if key in ESTIMATE_KEYS else float_or_none(key, value)
+    return out
+
+
+def job_info(row: Job) -> JobInfo:
+    return JobInfo(
+        id=row.id,
+        status=row.status,
+        dataset=row.dataset,
+        config=copy.deepcopy(row.config),
+        error=row.error,
+        hypervolume=row.hypervolume,
+        best_accuracy=row.best_accuracy,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def trial_info(row: Trial) -> TrialInfo:
+    return TrialInfo(
+        job_id=row.job_id,
+        index=row.index,
+        status=row.status,
+        params=copy.deepcopy(row.params),
+        generator=row.generator,
+        gen_seconds=row.gen_seconds,
+        train_seconds=row.train_seconds,
+        accuracy=row.accuracy,
+        test_accuracy=row.test_accuracy,
+        flash_bytes=row.flash_bytes,
+        ram_bytes=row.ram_bytes,
+        activation_bytes=row.activation_bytes,
+        macs=row.macs,
+        nnz_flash_bytes=row.nnz_flash_bytes,
+        param_count=row.param_count,
+        feasible=bool(row.feasible),
+        pareto=bool(row.pareto),
+        pruning=copy.deepcopy(row.pruning),
+        effective_spec=copy.deepcopy(row.effective_spec),
+        error=row.error,
+        worker_pid=row.worker_pid,
+        worker_host=row.worker_host,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+def artifact_info(row: Artifact, job_id: str, index: int) -> ArtifactInfo:
+    return ArtifactInfo(
+        job_id=job_id,
+        trial_index=index,
+        kind=row.kind,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        path=row.path,
+        effective_spec=copy.deepcopy(row.effective_spec),
+        created_at=row.created_at,
+    )

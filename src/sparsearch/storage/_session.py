@@ -1,0 +1,74 @@
+"""One transaction per repository call, and row lookups that raise NotFoundError."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import NotFoundError, StorageError
+from ._convert import check_index
+from .engine import CONNECT_HINT, first_line
+from .models import Job, Trial
+from .records import ConflictError
+
+JOBS_HINT = "list jobs with `sparsearch jobs`"
+_BUG_HINT = "the database may be at an older schema (run `sparsearch db upgrade`) or this is a bug"
+
+
+@contextlib.contextmanager
+def transaction(
+    sessions: sessionmaker[Session], url: str, doing: str, *, conflict: str | None = None
+) -> Iterator[Session]:
+    """Commit on success; on failure roll back and raise the project's own errors.
+
+    IntegrityError → ConflictError(conflict) when ``conflict`` is given; connection trouble
+    → StorageError with a connection hint; other SQLAlchemy errors → StorageError.
+    """
+    session = sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException as e:
+        with contextlib.suppress(SQLAlchemyError):
+            session.rollback()
+        if isinstance(e, IntegrityError) and conflict is not None:
+            raise ConflictError(conflict, "use another id or index") from e
+        if isinstance(e, OperationalError):
+            reason = first_line(e.orig or e)
+            raise StorageError(
+                f"database {url} failed while {doing}: {reason}", CONNECT_HINT
+            ) from e
+        if isinstance(e, SQLAlchemyError):
+            reason = first_line(getattr(e, "orig", None) or e)
+            raise StorageError(f"database error while {doing}: {reason}", _BUG_HINT) from e
+        raise
+    finally:
+        session.close()
+
+
+def job_missing(job_id: str) -> NotFoundError:
+    return NotFoundError(f"job {job_id!r} does not exist", JOBS_HINT)
+
+
+def job_row(s: Session, job_id: str) -> Job:
+    row = s.get(Job, job_id)
+    if row is None:
+        raise job_missing(job_id)
+    return row
+
+
+def trial_row(s: Session, job_id: str, index: int) -> Trial:
+    row = s.scalars(
+        select(Trial).where(Trial.job_id == job_id, Trial.index == check_index(index))
+    ).one_or_none()
+    if row is None:
+        job_row(s, job_id)
+        raise NotFoundError(
+            f"job {job_id} has no trial {index}",
+            f"see its trials with `sparsearch status {job_id}`",
+        )
+    return row

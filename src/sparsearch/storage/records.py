@@ -1,0 +1,205 @@
+"""Plain, frozen records that leave ``storage/`` (ORM rows never do) and the status vocabulary."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import StorageError
+
+#: Every job status. ``interrupted`` = stopped by a crash or restart; it can be resumed.
+JOB_STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "interrupted",
+    "completed",
+    "failed",
+    "cancelled",
+)
+#: Terminal job statuses: nothing will change the job any more (``interrupted`` is not one).
+FINISHED_JOB_STATUSES: tuple[str, ...] = ("completed", "failed", "cancelled")
+#: Job statuses that a scheduler/driver still has to act on.
+ACTIVE_JOB_STATUSES: tuple[str, ...] = ("queued", "running")
+
+#: Every trial status.
+TRIAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "infeasible")
+#: Trial statuses after which a trial has a ``finished_at``.
+FINISHED_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "infeasible")
+#: Trial statuses that count against a job's ``trials`` budget (trained trials).
+BUDGET_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed")
+
+#: Artifact kind → file extension. A closed map: an unknown kind is a ``ValueError``.
+ARTIFACT_KINDS: dict[str, str] = {
+    "state_dict": "pt",
+    "onnx": "onnx",
+    "tflite": "tflite",
+    "c_source": "cc",
+}
+
+#: Integer resource numbers of a trial (estimates before training, measured values after).
+ESTIMATE_KEYS: tuple[str, ...] = (
+    "flash_bytes",
+    "ram_bytes",
+    "activation_bytes",
+    "macs",
+    "nnz_flash_bytes",
+    "param_count",
+)
+#: Keys ``finish_trial(metrics=...)`` accepts.
+METRIC_KEYS: tuple[str, ...] = ("accuracy", "test_accuracy", *ESTIMATE_KEYS)
+
+
+class ConflictError(StorageError):
+    """A row that must be unique already exists (a job id, a trial index of a job)."""
+
+
+def check_job_status(status: str) -> str:
+    if status not in JOB_STATUSES:
+        raise ValueError(
+            f"unknown job status {status!r}; expected one of {', '.join(JOB_STATUSES)}"
+        )
+    return status
+
+
+def check_trial_status(status: str) -> str:
+    if status not in TRIAL_STATUSES:
+        raise ValueError(
+            f"unknown trial status {status!r}; expected one of {', '.join(TRIAL_STATUSES)}"
+        )
+    return status
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as stored. ``config`` is the job's settings (limits, budget, seed, ...)."""
+
+    id: str
+    status: str
+    dataset: str
+    config: dict[str, Any] = field(repr=False)
+    error: str | None
+    hypervolume: float | None
+    best_accuracy: float | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "dataset": self.dataset,
+            "config": copy.deepcopy(self.config),
+            "error": self.error,
+            "hypervolume": self.hypervolume,
+            "best_accuracy": self.best_accuracy,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """One trial of a job, identified by ``(job_id, index)``."""
+
+    job_id: str
+    index: int
+    status: str
+    params: dict[str, Any] = field(repr=False)
+    generator: str | None
+    gen_seconds: float | None
+    train_seconds: float | None
+    accuracy: float | None
+    test_accuracy: float | None
+    flash_bytes: int | None
+    ram_bytes: int | None
+    activation_bytes: int | None
+    macs: int | None
+    nnz_flash_bytes: int | None
+    param_count: int | None
+    feasible: bool
+    pareto: bool
+    pruning: dict[str, Any] = field(repr=False)
+    effective_spec: dict[str, Any] | None = field(repr=False)
+    error: str | None
+    worker_pid: int | None
+    worker_host: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def trained(self) -> bool:
+        """Whether the trial counts against the job's budget."""
+        return self.status in BUDGET_TRIAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "index": self.index,
+            "status": self.status,
+            "params": copy.deepcopy(self.params),
+            "generator": self.generator,
+            "gen_seconds": self.gen_seconds,
+            "train_seconds": self.train_seconds,
+            "accuracy": self.accuracy,
+            "test_accuracy": self.test_accuracy,
+            "flash_bytes": self.flash_bytes,
+            "ram_bytes": self.ram_bytes,
+            "activation_bytes": self.activation_bytes,
+            "macs": self.macs,
+            "nnz_flash_bytes": self.nnz_flash_bytes,
+            "param_count": self.param_count,
+            "feasible": self.feasible,
+            "pareto": self.pareto,
+            "pruning": copy.deepcopy(self.pruning),
+            "effective_spec": copy.deepcopy(self.effective_spec),
+            "error": self.error,
+            "worker_pid": self.worker_pid,
+            "worker_host": self.worker_host,
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """One stored artifact file. ``path`` is relative to the artifact directory."""
+
+    job_id: str
+    trial_index: int
+    kind: str
+    sha256: str
+    size_bytes: int
+    path: str
+    effective_spec: dict[str, Any] | None = field(repr=False)
+    created_at: datetime
+
+    @property
+    def filename(self) -> str:
+        """A download name such as ``state_dict.pt``."""
+        return f"{self.kind}.{ARTIFACT_KINDS.get(self.kind, 'bin')}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "trial_index": self.trial_index,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "filename": self.filename,
+            "effective_spec": copy.deepcopy(self.effective_spec),
+            "created_at": _iso(self.created_at),
+        }
