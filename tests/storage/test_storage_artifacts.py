@@ -80,7 +80,9 @@ def test_finish_unknown_trial_leaves_no_files(storage: Storage) -> None:
     job_id = new_trial(storage)
     with pytest.raises(NotFoundError):
         finish(storage, job_id, index=7)
-    assert files_under(storage.artifact_dir) == []
+    with pytest.raises(NotFoundError):
+        finish(storage, "no-such-job", index=0)
+    assert list(storage.artifact_dir.iterdir()) == []
     with pytest.raises(ValueError, match="unknown artifact kind 'weights'"):
         finish(storage, job_id, artifacts={"onnx": b"x", "weights": b"y"})
     assert files_under(storage.artifact_dir) == []
@@ -100,6 +102,7 @@ def test_db_failure_during_finish_removes_new_files(
         with pytest.raises(StorageError, match="simulated connection loss"):
             finish(storage, job_id)
     assert files_under(storage.artifact_dir) == []
+    assert not (storage.artifact_dir / job_id / "0").exists()
     trial = storage.get_trial(job_id, 0)
     assert trial.status == "running" and trial.accuracy is None
     assert storage.list_artifacts(job_id, 0) == []

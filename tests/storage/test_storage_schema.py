@@ -104,7 +104,7 @@ def test_concurrent_first_open(db_url: str, tmp_path: Path) -> None:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outputs, strict=True):
+    for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
     job_ids = {out.strip() for out, _ in outputs}
     assert len(job_ids) == 2

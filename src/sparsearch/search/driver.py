@@ -159,7 +159,9 @@ class SearchDriver:
                 if waiting_for_data:
                     raise SearchError("the optimizer produced no candidate and no trial is running")
                 continue
-            ref = runner.wait_one(list(state.inflight))
+            ref = None
+            while ref is None:  # short waits keep Ctrl-C responsive
+                ref = runner.wait_one(list(state.inflight), timeout=1.0)
             index = state.inflight.pop(ref)
             self._record_outcome(index, runner.result(ref), state.estimates.pop(index))
 

@@ -8,6 +8,7 @@ backup) → commit → ``discard_backups``; on any failure ``undo`` restores the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -118,6 +119,9 @@ class ArtifactStore:
                 os.replace(item.backup, item.final)
             item.published = False
             item.backup = None
+        for folder in {item.final.parent for item in staged}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a trial folder this call created
 
     def discard_backups(self, staged: list[StagedFile]) -> None:
         for item in staged:

@@ -9,7 +9,6 @@ session per call); several processes may use one database.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -36,8 +35,6 @@ from .records import (
     check_job_status,
     check_trial_status,
 )
-
-log = logging.getLogger(__name__)
 
 
 def open_storage(url: str, artifact_dir: Path | str, *, migrate: bool = True) -> Storage:
@@ -260,6 +257,8 @@ class Storage:
         blobs = dict(artifacts or {})
         for kind in blobs:
             check_kind(kind)
+        if blobs:
+            self.get_trial(job_id, index)  # fail before touching files in the common case
         staged = self._files.stage(job_id, cv.check_index(index), blobs)
         try:
             with self._tx("finishing a trial") as s:

@@ -1,0 +1,80 @@
+"""Ctrl-C leaves a consistent, `interrupted` job; `--resume` finishes it within its budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsearch.storage import open_storage
+
+pytestmark = pytest.mark.slow
+
+SPARSEARCH = str(Path(sys.executable).with_name("sparsearch"))
+
+
+def _env(ray_address: str) -> dict[str, str]:
+    return {**os.environ, "SPARSEARCH_RAY_ADDRESS": ray_address}
+
+
+def test_interrupt_then_resume(tmp_path, ray_address):
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    args = [SPARSEARCH, "search", "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
+            "--trials", "5", "--parallel", "2", "--epochs", "3", "--seed", "2", "--db", db,
+            "--artifacts", str(tmp_path / "artifacts"), "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(ray_address))
+    storage = open_storage(db, tmp_path / "artifacts")
+    deadline = time.monotonic() + 180
+    job_id = None
+    while time.monotonic() < deadline:
+        jobs = storage.list_jobs()
+        if jobs:
+            job_id = jobs[0].id
+            if storage.list_trials(job_id, status="completed"):
+                break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("no trial completed within 180 s")
+
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"--resume {job_id}" in err
+    doc = json.loads(out)
+    assert doc["status"] == "interrupted"
+
+    job = storage.get_job(job_id)
+    assert job.status == "interrupted"
+    trials = storage.list_trials(job_id)
+    assert not [t for t in trials if t.status in ("running", "queued")]
+    for t in trials:
+        if t.status == "failed":
+            assert t.error == "interrupted"
+    trained_before = sum(t.status in ("completed", "failed") for t in trials)
+    snapshot = {t.index: (t.status, t.accuracy, t.params) for t in trials}
+    assert 1 <= trained_before < 5
+
+    resumed = subprocess.run([SPARSEARCH, "search", "--resume", job_id, "--db", db,
+                              "--artifacts", str(tmp_path / "artifacts"), "--json"],
+                             capture_output=True, text=True, env=_env(ray_address), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert doc["status"] == "completed"
+    trials = storage.list_trials(job_id)
+    assert [t.index for t in trials] == list(range(len(trials)))
+    trained = [t for t in trials if t.status in ("completed", "failed")]
+    assert len(trained) == 5  # interrupted trials count toward the budget, none is re-run
+    # What was stored before the interrupt is untouched by the resume.
+    assert {t.index: (t.status, t.accuracy, t.params) for t in trials[: len(snapshot)]} == snapshot
+    assert any(t.pareto for t in trials)
+    storage.close()
