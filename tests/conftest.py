@@ -121,3 +121,22 @@ def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         yield st
     finally:
         st.close()
+
+
+# -- Ray -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """A real local Ray (2 CPUs), started once per session and shared by every test folder.
+
+    Subprocesses join it with ``SPARSEARCH_RAY_ADDRESS=<this address>`` instead of starting
+    their own."""
+    import ray
+
+    from sparsearch.worker.remote import init_ray
+
+    started = init_ray("", num_cpus=2, object_store_mb=200)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sparsearch.errors import ConfigError, NotFoundError, SparsearchError
 from sparsearch.units import parse_size
@@ -26,8 +27,12 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True)
+# soft_wrap: messages (paths, URLs) are never broken across lines at the terminal width.
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
+
+#: What ``pull --format`` can write (the artifacts every completed trial stores).
+PULL_FORMATS: tuple[str, ...] = ("state_dict", "onnx")
 
 DbOption = typer.Option(None, "--db", help="Database URL [env SPARSEARCH_DATABASE_URL]")
 ArtifactsOption = typer.Option(
@@ -36,6 +41,8 @@ ArtifactsOption = typer.Option(
 
 
 def _settings(db: str | None = None, artifacts: Path | None = None) -> Any:
+    from pydantic import ValidationError
+
     from sparsearch.config import Settings
 
     overrides: dict[str, Any] = {}
@@ -43,7 +50,20 @@ def _settings(db: str | None = None, artifacts: Path | None = None) -> Any:
         overrides["database_url"] = db
     if artifacts:
         overrides["artifact_dir"] = artifacts
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        bad = "; ".join(
+            f"SPARSEARCH_{'_'.join(map(str, x['loc'])).upper()}: {x['msg']}" for x in e.errors()
+        )
+        raise ConfigError(f"invalid setting {bad}", "fix or unset that environment variable") from e
+
+
+def _masked(url: str) -> str:
+    """A database URL fit for messages (password replaced by ***)."""
+    from sparsearch.storage import mask_url
+
+    return mask_url(url)
 
 
 def _open(settings: Any) -> Any:
@@ -52,10 +72,15 @@ def _open(settings: Any) -> Any:
     return open_storage(settings.database_url, settings.artifact_dir)
 
 
-def _fail(e: SparsearchError) -> None:
-    err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+def _print_error(e: SparsearchError) -> None:
+    # escape(): messages quote user input (paths, names) that Rich would read as markup.
+    err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)
     if e.hint:
-        err.print(f"[bold]hint:[/] {e.hint}", highlight=False)
+        err.print(f"[bold]hint:[/] {escape(e.hint)}", highlight=False)
+
+
+def _fail(e: SparsearchError) -> None:
+    _print_error(e)
     raise typer.Exit(e.exit_code)
 
 
@@ -143,9 +168,11 @@ def search(
         _fail(e)
     lim, bud = job.config["limits"], job.config["budget"]
     err.print(
-        f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
-        f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
-        f"{bud['epochs']} epochs), database {settings.database_url}",
+        escape(
+            f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
+            f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
+            f"{bud['epochs']} epochs), database {_masked(settings.database_url)}"
+        ),
         highlight=False,
     )
     _run_job(storage, job, settings, data=data, as_json=as_json)
@@ -169,15 +196,15 @@ def _run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool)
             ).run()
     except KeyboardInterrupt:
         err.print(
-            f"interrupted: resume with `sparsearch search --resume {job.id} "
-            f"--db {settings.database_url}`",
+            escape(
+                f"interrupted: resume with `sparsearch search --resume {job.id} "
+                f"--db {_masked(settings.database_url)}`"
+            ),
             highlight=False,
         )
         code = 130
     except SparsearchError as e:
-        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
-        if e.hint:
-            err.print(f"[bold]hint:[/] {e.hint}", highlight=False)
+        _print_error(e)
         code = 1
     doc = _job_document(storage, job.id)
     if as_json:
@@ -196,8 +223,15 @@ def jobs(
 ) -> None:
     """List search jobs in the database."""
     from sparsearch.render import jobs_table
+    from sparsearch.storage import JOB_STATUSES
 
     try:
+        if status is not None and status not in JOB_STATUSES:
+            raise ConfigError(
+                f"unknown job status {status!r}", f"choose one of {', '.join(JOB_STATUSES)}"
+            )
+        if limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {limit}")
         rows = [j.to_json() for j in _open(_settings(db)).list_jobs(status=status, limit=limit)]
     except SparsearchError as e:
         _fail(e)
@@ -232,13 +266,11 @@ def pull(
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
     """Write a trial's model artifact to a file."""
-    from sparsearch.worker.kinds import ARTIFACT_KINDS
-
     try:
-        if fmt not in ARTIFACT_KINDS:
-            raise ConfigError(
-                f"unknown format {fmt!r}", f"choose one of {', '.join(ARTIFACT_KINDS)}"
-            )
+        if fmt not in PULL_FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}", f"choose one of {', '.join(PULL_FORMATS)}")
+        if trial is not None and trial < 0:
+            raise ConfigError(f"--trial must be >= 0, got {trial}", "trial indices start at 0")
         storage = _open(_settings(db, artifacts))
         if trial is None:
             front = [t for t in storage.list_trials(job_id, status="completed") if t.pareto]
@@ -249,11 +281,19 @@ def pull(
                 )
             trial = max(front, key=lambda t: (t.accuracy, -t.flash_bytes)).index
         data = storage.read_artifact(job_id, trial, fmt)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(data)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_bytes(data)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write {output}: {e.strerror or e}", "pass a writable file path with -o"
+            ) from e
     except SparsearchError as e:
         _fail(e)
-    err.print(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial})", highlight=False)
+    err.print(
+        escape(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial})"),
+        highlight=False,
+    )
 
 
 @db_app.command("upgrade")
@@ -266,7 +306,7 @@ def db_upgrade(db: str | None = DbOption) -> None:
         upgrade(settings.database_url)
     except SparsearchError as e:
         _fail(e)
-    err.print(f"database {settings.database_url} is up to date", highlight=False)
+    err.print(escape(f"database {_masked(settings.database_url)} is up to date"), highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

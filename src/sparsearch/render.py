@@ -74,9 +74,15 @@ def front_table(trials: Iterable[dict[str, Any]], *, title: str) -> Table:
 
 
 def jobs_table(jobs: Iterable[dict[str, Any]]) -> Table:
+    jobs = list(jobs)
     table = Table(title="jobs")
-    for col in ("id", "status", "dataset", "flash", "RAM", "trials", "best acc", "HV", "created"):
-        table.add_column(col)
+    # The id is what `pareto`/`pull` take: never elide or wrap it; other columns give way on
+    # narrow terminals.
+    id_width = max((len(str(j["id"])) for j in jobs), default=2)
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    table.add_column("status", no_wrap=True)
+    for col in ("dataset", "flash", "RAM", "trials", "best acc", "HV", "created"):
+        table.add_column(col, overflow="fold")
     for j in jobs:
         cfg = j.get("config", {})
         lim, bud = cfg.get("limits", {}), cfg.get("budget", {})
@@ -90,6 +96,6 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> Table:
             str(bud.get("trials", "")),
             _pct(j.get("best_accuracy")),
             "-" if hv is None else f"{hv:.3f}",
-            str(j.get("created_at", ""))[:19],
+            str(j.get("created_at") or "")[:16].replace("T", " "),
         )
     return table

@@ -69,6 +69,6 @@ def trial_row(s: Session, job_id: str, index: int) -> Trial:
         job_row(s, job_id)
         raise NotFoundError(
             f"job {job_id} has no trial {index}",
-            f"see its trials with `sparsearch status {job_id}`",
+            f"list its front with `sparsearch pareto {job_id}`",
         )
     return row
