@@ -33,7 +33,7 @@ def test_digits_shapes_and_ranges(digits: Dataset) -> None:
     for x, y in [(digits.x_train, digits.y_train), (digits.x_val, digits.y_val)]:
         assert x.dtype == np.float32 and y.dtype == np.int64
         assert x.shape[1:] == (1, 8, 8) and len(x) == len(y)
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert x.min() >= 0.0 and x.max() <= 1.0
     assert digits.x_train.max() == 1.0
     assert digits.summary() == {
         "name": "digits", "input_shape": [1, 8, 8], "num_classes": 10,
@@ -203,7 +203,7 @@ def test_fashion_mnist_real_files() -> None:
     assert np.bincount(ds.y_train).tolist() == [1000] * 10
     assert np.bincount(ds.y_val).tolist() == [1200] * 10
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
-    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() and ds.x_train.max() == 1.0
+    assert ds.x_train.dtype == np.float32 and ds.x_train.min() >= 0.0 and ds.x_train.max() == 1.0
 
 
 # --- npz -------------------------------------------------------------------------------------

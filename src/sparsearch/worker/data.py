@@ -257,6 +257,13 @@ def load_npz(path: Path) -> tuple[np.ndarray, ...]:
         ) from e
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"cannot read npz file {path}: {e}", hint="re-create the file") from e
+    try:
+        return _npz_arrays(raw)
+    except DatasetError as e:  # name the file: the user may have several
+        raise DatasetError(f"npz file {path}: {e.message}", hint=e.hint) from None
+
+
+def _npz_arrays(raw: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     out: list[np.ndarray] = []
     for split in ("train", "test"):
         x, y = raw[f"x_{split}"], raw[f"y_{split}"]
@@ -307,7 +314,7 @@ def _to_float_images(x: np.ndarray, what: str) -> np.ndarray:
         if not np.isfinite(x).all():
             raise DatasetError(f"{what} holds NaN or infinite values", hint="clean the data")
         return x
-    if np.issubdtype(x.dtype, np.integer) and x.size and 0 <= x.min() and x.max() <= 255:
+    if np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0 and x.max() <= 255:
         return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
     raise DatasetError(
         f"{what} has dtype {x.dtype}",
