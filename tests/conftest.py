@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from sparsearch.storage import Storage, open_storage
 from sparsearch.storage.engine import parse_url
+from sparsearch.storage.models import Base
 
 PG_ENV = "SPARSEARCH_TEST_DATABASE_URL"
 
@@ -114,7 +115,8 @@ def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         engine = create_engine(parse_url(url), poolclass=NullPool)
         try:
             with engine.begin() as conn:
-                conn.execute(text("TRUNCATE artifacts, trials, jobs RESTART IDENTITY CASCADE"))
+                tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         finally:
             engine.dispose()
     try:

@@ -319,7 +319,7 @@ def test_an_invalid_setting_in_the_environment_is_a_clean_error(cli: Cli) -> Non
 
 def test_jobs_rejects_an_unknown_status_and_a_bad_limit(cli: Cli) -> None:
     cli.fails(["jobs", "--status", "weird"], "unknown job status 'weird'", "completed")
-    cli.fails(["jobs", "--limit", "0"], "--limit must be at least 1")
+    cli.fails(["jobs", "--limit", "0"], "--limit must be from 1 to 1000")
 
 
 def test_pull_and_pareto_of_an_unknown_job(cli: Cli, tmp_path: Path) -> None:
@@ -444,7 +444,8 @@ def test_jobs_lists_the_job(searched: SimpleNamespace) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [(r["id"], r["status"]) for r in rows] == [(job_id, "completed")]
-    assert rows[0]["config"]["limits"]["flash_bytes"] == FLASH
+    assert rows[0]["limits"]["flash_bytes"] == FLASH
+    assert rows[0]["progress"]["trained"] == rows[0]["budget"]["trials"]
 
     completed = run_cli(
         "jobs", "--status", "completed", "--json", "--db", searched.db, env=searched.env

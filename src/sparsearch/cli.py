@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sparsearch.errors import ConfigError, NotFoundError, SparsearchError
+from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import parse_size
 
 app = typer.Typer(
@@ -104,17 +104,36 @@ def _job_document(storage: Any, job_id: str) -> dict[str, Any]:
 
 
 def _print_front(doc: dict[str, Any]) -> None:
+    """Print a front table; ``doc`` needs job_id (or id), status, hypervolume, pareto."""
     from sparsearch.render import front_table
 
     hv = doc["hypervolume"]
     title = (
-        f"Pareto front of job {doc['job_id']} ({doc['status']}, "
+        f"Pareto front of job {doc.get('job_id') or doc['id']} ({doc['status']}, "
         f"hypervolume {0.0 if hv is None else hv:.3f})"
     )
     front = sorted(doc["pareto"], key=lambda t: -t["accuracy"])
     out.print(front_table(front, title=title))
     if not front:
         out.print("no feasible completed trial yet")
+
+
+ServerOption = typer.Option(
+    None, "--server", envvar="SPARSEARCH_SERVER",
+    help="sparsearch server URL; without it, commands read the local database",
+)
+TokenOption = typer.Option(
+    None, "--token", envvar="SPARSEARCH_TOKEN", help="API token for --server",
+)
+
+
+def _backend(server: str | None, token: str | None, db: str | None,
+             artifacts: Path | None = None) -> Any:
+    from sparsearch.client import LocalBackend, RemoteBackend
+
+    if server:
+        return RemoteBackend(server, token)
+    return LocalBackend(_open(_settings(db, artifacts)))
 
 
 @app.command()
@@ -220,8 +239,10 @@ def jobs(
     limit: int = typer.Option(50),
     as_json: bool = typer.Option(False, "--json"),
     db: str | None = DbOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
-    """List search jobs in the database."""
+    """List search jobs (local database, or --server)."""
     from sparsearch.render import jobs_table
     from sparsearch.storage import JOB_STATUSES
 
@@ -230,9 +251,9 @@ def jobs(
             raise ConfigError(
                 f"unknown job status {status!r}", f"choose one of {', '.join(JOB_STATUSES)}"
             )
-        if limit < 1:
-            raise ConfigError(f"--limit must be at least 1, got {limit}")
-        rows = [j.to_json() for j in _open(_settings(db)).list_jobs(status=status, limit=limit)]
+        if not 1 <= limit <= 1000:
+            raise ConfigError(f"--limit must be from 1 to 1000, got {limit}")
+        rows = _backend(server, token, db).list_jobs(status=status, limit=limit)
     except SparsearchError as e:
         _fail(e)
     if as_json:
@@ -243,17 +264,22 @@ def jobs(
 
 @app.command()
 def pareto(
-    job_id: str, as_json: bool = typer.Option(False, "--json"), db: str | None = DbOption
+    job_id: str,
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """Show a job's Pareto front (accuracy vs flash vs RAM)."""
     try:
-        doc = _job_document(_open(_settings(db)), job_id)
+        source = _backend(server, token, db)
+        job, front = source.get_job(job_id), source.pareto(job_id)
     except SparsearchError as e:
         _fail(e)
     if as_json:
-        sys.stdout.write(json.dumps(doc["pareto"]) + "\n")
+        sys.stdout.write(json.dumps(front) + "\n")
     else:
-        _print_front(doc)
+        _print_front({**job, "pareto": front})
 
 
 @app.command()
@@ -264,23 +290,19 @@ def pull(
     output: Path = typer.Option(..., "-o", "--output", help="File to write"),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
-    """Write a trial's model artifact to a file."""
+    """Write a trial's model artifact to a file (default: the most accurate front trial)."""
     try:
         if fmt not in PULL_FORMATS:
             raise ConfigError(f"unknown format {fmt!r}", f"choose one of {', '.join(PULL_FORMATS)}")
         if trial is not None and trial < 0:
             raise ConfigError(f"--trial must be >= 0, got {trial}", "trial indices start at 0")
-        storage = _open(_settings(db, artifacts))
+        source = _backend(server, token, db, artifacts)
         if trial is None:
-            front = [t for t in storage.list_trials(job_id, status="completed") if t.pareto]
-            if not front:
-                raise NotFoundError(
-                    f"job {job_id} has no trial on its front",
-                    "wait for a trial to complete or pass --trial N",
-                )
-            trial = max(front, key=lambda t: (t.accuracy, -t.flash_bytes)).index
-        data = storage.read_artifact(job_id, trial, fmt)
+            trial = source.best(job_id)["index"]
+        data = source.artifact(job_id, trial, fmt)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_bytes(data)
@@ -311,3 +333,9 @@ def db_upgrade(db: str | None = DbOption) -> None:
 
 def main() -> None:  # pragma: no cover - console entry
     app()
+
+
+# Service commands (serve, scheduler, token) and job commands that also work against a server
+# (submit, status) live in their own modules; importing them registers them on `app`.
+from sparsearch import cli_client as _cli_client  # noqa: E402, F401
+from sparsearch import cli_service as _cli_service  # noqa: E402, F401

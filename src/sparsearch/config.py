@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,4 +34,20 @@ class Settings(BaseSettings):
     )
     ray_object_store_mb: int = Field(
         default=200, description="Object store size for a private local Ray, MiB"
+    )
+    auth: Literal["on", "off"] = Field(
+        default="on", description="Bearer-token auth for the API; 'off' only on loopback hosts"
+    )
+    max_trials: int = Field(default=500, ge=1, le=10_000, description="Largest budget per job")
+    max_active_jobs_per_owner: int = Field(
+        default=4, ge=1, le=1000, description="Queued + running jobs one owner may have"
+    )
+    scheduler_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often an idle scheduler looks for jobs"
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often a scheduler records that it is alive"
+    )
+    stale_after_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="A heartbeat older than this counts as stale"
     )

@@ -84,13 +84,12 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> Table:
     for col in ("dataset", "flash", "RAM", "trials", "best acc", "HV", "created"):
         table.add_column(col, overflow="fold")
     for j in jobs:
-        cfg = j.get("config", {})
-        lim, bud = cfg.get("limits", {}), cfg.get("budget", {})
+        lim, bud = j.get("limits") or {}, j.get("budget") or {}
         hv = j.get("hypervolume")
         table.add_row(
             j["id"],
             j["status"],
-            cfg.get("dataset", j.get("dataset", "")),
+            j.get("dataset", ""),
             format_size(lim.get("flash_bytes")),
             format_size(lim.get("ram_bytes")),
             str(bud.get("trials", "")),

@@ -65,9 +65,19 @@ def within_limits(cfg: JobConfig, est: dict[str, int]) -> bool:
     )
 
 
+class _Stop(Exception):
+    """Raised inside the loop when ``should_stop`` asks the job to end with ``status``."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class SearchDriver:
     """Drives one stored job to completion. ``trial_fn`` replaces ``run_trial`` (tests inject
-    crashing trials through it); ``on_progress`` receives a Progress after every event."""
+    crashing trials through it); ``on_progress`` receives a Progress after every event;
+    ``should_stop`` is polled before each ask and about once a second while trials run: it
+    returns None to go on, or the status the job should end with (e.g. ``"cancelled"``)."""
 
     def __init__(
         self,
@@ -80,6 +90,7 @@ class SearchDriver:
         trial_fn: Callable[..., Any] | None = None,
         data: Any = None,
         on_progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], str | None] | None = None,
     ) -> None:
         self.storage = storage
         self.job = storage.get_job(job_id)
@@ -88,12 +99,14 @@ class SearchDriver:
         self._trial_fn = trial_fn
         self._data = data
         self._on_progress = on_progress or (lambda p: None)
+        self._should_stop = should_stop or (lambda: None)
         self.progress = Progress(job_id=job_id, budget=self.cfg.budget.trials)
 
     # -- entry point ---------------------------------------------------------------------------
 
     def run(self) -> Any:
-        """Run (or resume) the job; returns the final JobInfo. Ctrl-C leaves it ``interrupted``."""
+        """Run (or resume) the job; returns the final JobInfo. Ctrl-C leaves it ``interrupted``;
+        a ``should_stop`` that fires ends it with the status it returned (no exception)."""
         import torch
 
         from sparsearch.worker.data import load_dataset
@@ -125,6 +138,9 @@ class SearchDriver:
             runner = TrialRunner(self._trial_fn, num_cpus=1)
             data_ref = runner.put(data)
             self._loop(state, runner, data_ref)
+        except _Stop as stop:
+            self._abort(state, runner, stop.status, stop.status, None)
+            return self.storage.get_job(self.job.id)
         except KeyboardInterrupt:
             self._abort(state, runner, "interrupted", "interrupted", None)
             raise
@@ -147,6 +163,7 @@ class SearchDriver:
                 len(state.inflight) < parallel
                 and self.progress.trained + len(state.inflight) < budget
             ):
+                self._check_stop()
                 cand = self.ax.ask()
                 if cand is None:  # Ax's initial design waits for results: wait, don't go random
                     waiting_for_data = True
@@ -160,10 +177,16 @@ class SearchDriver:
                     raise SearchError("the optimizer produced no candidate and no trial is running")
                 continue
             ref = None
-            while ref is None:  # short waits keep Ctrl-C responsive
+            while ref is None:  # short waits keep Ctrl-C and should_stop responsive
+                self._check_stop()
                 ref = runner.wait_one(list(state.inflight), timeout=1.0)
             index = state.inflight.pop(ref)
             self._record_outcome(index, runner.result(ref), state.estimates.pop(index))
+
+    def _check_stop(self) -> None:
+        status = self._should_stop()
+        if status is not None:
+            raise _Stop(status)
 
     def _consider(self, cand: Candidate, state: _State) -> TrialSpec | None:
         """Store the candidate; return its TrialSpec if it should train, None if infeasible."""

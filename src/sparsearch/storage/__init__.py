@@ -2,11 +2,12 @@
 
 Only this package talks SQL. Open one with :func:`open_storage` (migrates on first use);
 everything it returns is a frozen record (:class:`JobInfo`, :class:`TrialInfo`,
-:class:`ArtifactInfo`).
+:class:`ArtifactInfo`, :class:`TokenInfo`).
 """
 
 from .engine import mask_url
 from .migrations import head_revision, upgrade
+from .queries import JOB_SORT_KEYS, TRIAL_SORT_KEYS
 from .records import (
     ACTIVE_JOB_STATUSES,
     ARTIFACT_KINDS,
@@ -16,10 +17,13 @@ from .records import (
     FINISHED_TRIAL_STATUSES,
     JOB_STATUSES,
     METRIC_KEYS,
+    SCHEDULER_STATES,
     TRIAL_STATUSES,
+    UNFINISHED_JOB_STATUSES,
     ArtifactInfo,
     ConflictError,
     JobInfo,
+    TokenInfo,
     TrialInfo,
 )
 from .repository import Storage, open_storage
@@ -31,13 +35,18 @@ __all__ = [
     "ESTIMATE_KEYS",
     "FINISHED_JOB_STATUSES",
     "FINISHED_TRIAL_STATUSES",
+    "JOB_SORT_KEYS",
     "JOB_STATUSES",
     "METRIC_KEYS",
+    "SCHEDULER_STATES",
+    "TRIAL_SORT_KEYS",
     "TRIAL_STATUSES",
+    "UNFINISHED_JOB_STATUSES",
     "ArtifactInfo",
     "ConflictError",
     "JobInfo",
     "Storage",
+    "TokenInfo",
     "TrialInfo",
     "head_revision",
     "mask_url",

@@ -9,11 +9,12 @@ import operator
 import re
 from typing import Any
 
-from .models import Artifact, Job, Trial
-from .records import ESTIMATE_KEYS, METRIC_KEYS, ArtifactInfo, JobInfo, TrialInfo
+from .models import Artifact, Job, Token, Trial
+from .records import ESTIMATE_KEYS, METRIC_KEYS, ArtifactInfo, JobInfo, TokenInfo, TrialInfo
 
 # Job ids name artifact folders: keep them to a safe alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_OWNER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def check_job_id(job_id: str) -> str:
@@ -23,6 +24,23 @@ def check_job_id(job_id: str) -> str:
             "(starting with a letter or digit)"
         )
     return job_id
+
+
+def check_owner(owner: str) -> str:
+    if not isinstance(owner, str) or not _OWNER.fullmatch(owner):
+        raise ValueError(f"invalid owner {owner!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
+    return owner
+
+
+def check_name(name: str, *, what: str = "name", max_len: int = 128) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= max_len or not name.isprintable():
+        raise ValueError(f"invalid {what} {name!r}: use 1-{max_len} printable characters")
+    return name
+
+
+def check_page(limit: int | None, offset: int) -> None:
+    if (limit is not None and limit < 0) or offset < 0:
+        raise ValueError("limit and offset must be >= 0")
 
 
 def check_index(index: int) -> int:
@@ -104,6 +122,22 @@ def job_info(row: Job) -> JobInfo:
         updated_at=row.updated_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        owner=row.owner,
+        cancel_requested=bool(row.cancel_requested),
+        scheduler_id=row.scheduler_id,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def token_info(row: Token) -> TokenInfo:
+    return TokenInfo(
+        id=row.id,
+        owner=row.owner,
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
     )
 
 

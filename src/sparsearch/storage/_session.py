@@ -54,9 +54,10 @@ def job_missing(job_id: str) -> NotFoundError:
     return NotFoundError(f"job {job_id!r} does not exist", JOBS_HINT)
 
 
-def job_row(s: Session, job_id: str) -> Job:
+def job_row(s: Session, job_id: str, owner: str | None = None) -> Job:
+    """The job's row; with ``owner``, another owner's job is missing too (same message)."""
     row = s.get(Job, job_id)
-    if row is None:
+    if row is None or (owner is not None and row.owner != owner):
         raise job_missing(job_id)
     return row
 

@@ -79,7 +79,7 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> str:
         )
     with _migration_lock(engine):
         try:
-            with engine.begin() as conn:
+            with _migration_connection(engine) as conn:
                 # Re-check under the lock: another process may have just migrated.
                 current = current_revision(conn)
                 if current != head:
@@ -106,6 +106,51 @@ def upgrade(url: str) -> str:
         return ensure_schema(engine, migrate=True)
     finally:
         engine.dispose()
+
+
+def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Upgrade (``down=True``: downgrade) the database at ``url`` to ``revision``; for
+    development and migration tests (users only ever go to head via ``upgrade``)."""
+    engine = build_engine(url)
+    try:
+        with _migration_lock(engine), _migration_connection(engine) as conn:
+            (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for Alembic.
+
+    On SQLite, foreign keys are off meanwhile: a batch migration rebuilds a table (copy, DROP,
+    RENAME), and dropping ``jobs`` with them on would cascade-delete every trial. The pragma is
+    a no-op inside a transaction, hence set before it; violations are checked before commit,
+    and the pragma is back on before the connection returns to the pool.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StorageError(
+                            f"migration left {len(broken)} broken foreign key(s), e.g. "
+                            f"{tuple(broken[0])}; nothing was changed",
+                            "this is a bug in a sparsearch migration; please report it",
+                        )
+        finally:
+            if sqlite:
+                try:
+                    conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+                    conn.commit()
+                except SQLAlchemyError:
+                    conn.invalidate()  # never hand out a connection without foreign keys
 
 
 @contextlib.contextmanager

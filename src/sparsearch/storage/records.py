@@ -22,6 +22,12 @@ JOB_STATUSES: tuple[str, ...] = (
 FINISHED_JOB_STATUSES: tuple[str, ...] = ("completed", "failed", "cancelled")
 #: Job statuses that a scheduler/driver still has to act on.
 ACTIVE_JOB_STATUSES: tuple[str, ...] = ("queued", "running")
+#: Job statuses that are not finished: what counts against an owner's active-job quota.
+UNFINISHED_JOB_STATUSES: tuple[str, ...] = ("queued", "running", "interrupted")
+#: Job statuses from which ``request_cancel`` cancels at once (running ones get a request).
+CANCELLABLE_AT_ONCE: tuple[str, ...] = ("queued", "interrupted")
+#: What ``scheduler_state`` reports.
+SCHEDULER_STATES: tuple[str, ...] = ("running", "stale", "none")
 
 #: Every trial status.
 TRIAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "infeasible")
@@ -52,7 +58,8 @@ METRIC_KEYS: tuple[str, ...] = ("accuracy", "test_accuracy", *ESTIMATE_KEYS)
 
 
 class ConflictError(StorageError):
-    """A row that must be unique already exists (a job id, a trial index of a job)."""
+    """The request conflicts with the stored state: a job id or trial index that already
+    exists, cancelling a finished job, deleting a running one."""
 
 
 def check_job_status(status: str) -> str:
@@ -90,6 +97,12 @@ class JobInfo:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    owner: str = "local"
+    #: A user asked to cancel; a running job's driver stops and sets ``cancelled``.
+    cancel_requested: bool = False
+    #: The scheduler that claimed the job last and its last heartbeat for it.
+    scheduler_id: str | None = None
+    heartbeat_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -108,6 +121,8 @@ class JobInfo:
             "updated_at": _iso(self.updated_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "owner": self.owner,
+            "cancel_requested": self.cancel_requested,
         }
 
 
@@ -202,4 +217,32 @@ class ArtifactInfo:
             "filename": self.filename,
             "effective_spec": copy.deepcopy(self.effective_spec),
             "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as stored (never the plaintext: only its first characters, ``prefix``)."""
+
+    id: int
+    owner: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "name": self.name,
+            "prefix": self.prefix,
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+            "last_used_at": _iso(self.last_used_at),
         }

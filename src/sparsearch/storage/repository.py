@@ -1,47 +1,50 @@
 """The Storage repository: every method is one transaction and returns frozen records.
 
-Errors: ``NotFoundError`` for a missing job/trial/artifact, ``ConflictError`` (a
-``StorageError``) for a duplicate job id or trial index, ``StorageError`` for anything the
-database or the artifact directory refuses, ``ValueError`` for arguments no caller should
-pass (an unknown status, artifact kind or metric key). Safe to share between threads (one
-session per call); several processes may use one database.
+``Storage`` is the one entry point; its methods live in parts: jobs (``jobs.py``), scheduler
+heartbeats and claims (``schedulers.py``), API tokens (``tokens.py``), and trials and
+artifacts here.
+
+Errors: ``NotFoundError`` for a missing job/trial/artifact/token/scheduler (and for another
+owner's job when ``owner=`` is given), ``ConflictError`` (a ``StorageError``) for a duplicate
+job id or trial index, cancelling a finished job or deleting a running one, ``StorageError``
+for anything the database or the artifact directory refuses, ``ValueError`` for arguments no
+caller should pass (an unknown status, sort key, artifact kind or metric key). Safe to share
+between threads (one session per call); several processes may use one database.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, update
 
-from ..errors import NotFoundError, StorageError
+from ..errors import NotFoundError
 from . import _convert as cv
-from ._session import JOBS_HINT, job_missing, job_row, transaction, trial_row
-from .artifacts import ArtifactStore, check_kind, missing_artifact
-from .engine import build_engine, check_connection, mask_url
+from ._session import JOBS_HINT, job_row, trial_row
+from .artifacts import check_kind, missing_artifact
+from .engine import build_engine, check_connection
+from .jobs import JobsMixin
 from .migrations import ensure_schema
-from .models import Artifact, Job, Trial, utcnow
+from .models import Artifact, Trial, utcnow
+from .queries import trial_order
 from .records import (
-    ACTIVE_JOB_STATUSES,
     FINISHED_TRIAL_STATUSES,
     ArtifactInfo,
-    JobInfo,
     TrialInfo,
-    check_job_status,
     check_trial_status,
 )
+from .schedulers import SchedulersMixin
+from .tokens import TokensMixin
 
 
 def open_storage(url: str, artifact_dir: Path | str, *, migrate: bool = True) -> Storage:
     """Connect to ``url``, migrate it to the current schema (under a lock), return a Storage.
 
     ``migrate=False`` refuses an outdated schema instead (hint: ``sparsearch db upgrade``).
-    Any failure is a ``StorageError`` naming the URL with its password masked.
+    Any failure is a ``StorageError`` naming the URL with its password masked. The artifact
+    directory is created when the first artifact is written.
     """
     engine = build_engine(url)
     try:
@@ -53,142 +56,9 @@ def open_storage(url: str, artifact_dir: Path | str, *, migrate: bool = True) ->
         raise
 
 
-class Storage:
-    """Jobs, trials and artifacts in one SQL database plus an artifact directory."""
-
-    def __init__(self, engine: Engine, artifact_dir: Path | str) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._files = ArtifactStore(artifact_dir)
-        try:
-            self._files.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(
-                f"cannot create artifact directory {self._files.root}: {e}",
-                "set SPARSEARCH_ARTIFACT_DIR to a writable folder",
-            ) from e
-
-    @property
-    def url(self) -> str:
-        """The database URL with the password masked."""
-        return mask_url(self._engine.url)
-
-    @property
-    def artifact_dir(self) -> Path:
-        return self._files.root
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- jobs ---------------------------------------------------------------------------
-
-    def create_job(
-        self, *, dataset: str, config: dict[str, Any], job_id: str | None = None
-    ) -> JobInfo:
-        job_id = cv.check_job_id(job_id) if job_id is not None else uuid.uuid4().hex[:12]
-        config = cv.check_json("config", config)
-        with self._tx("creating a job", conflict=f"job {job_id} already exists") as s:
-            row = Job(id=job_id, status="queued", dataset=str(dataset), config=config)
-            s.add(row)
-            s.flush()
-            return cv.job_info(row)
-
-    def get_job(self, job_id: str) -> JobInfo:
-        with self._tx("reading a job") as s:
-            return cv.job_info(job_row(s, job_id))
-
-    def list_jobs(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[JobInfo]:
-        """Jobs, newest first."""
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must be >= 0")
-        query = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
-        if status is not None:
-            query = query.where(Job.status == check_job_status(status))
-        with self._tx("listing jobs") as s:
-            return [cv.job_info(r) for r in s.scalars(query.limit(limit).offset(offset))]
-
-    def count_jobs(self, status: str | None = None) -> int:
-        query = select(func.count()).select_from(Job)
-        if status is not None:
-            query = query.where(Job.status == check_job_status(status))
-        with self._tx("counting jobs") as s:
-            return int(s.scalar(query) or 0)
-
-    def set_job_status(self, job_id: str, status: str, *, error: str | None = None) -> JobInfo:
-        """Set the status; ``error`` replaces the job's error (None clears it).
-
-        ``started_at`` is set the first time a job runs; ``finished_at`` whenever it leaves
-        queued/running (and cleared when it goes back, e.g. a resumed interrupted job).
-        """
-        check_job_status(status)
-        with self._tx("updating a job") as s:
-            row = job_row(s, job_id)
-            now = utcnow()
-            row.status = status
-            row.error = error
-            if status == "running" and row.started_at is None:
-                row.started_at = now
-            row.finished_at = None if status in ACTIVE_JOB_STATUSES else now
-            row.updated_at = now
-            s.flush()
-            return cv.job_info(row)
-
-    def claim_next_job(self, statuses: Iterable[str] = ("queued",)) -> JobInfo | None:
-        """Atomically move the oldest job in ``statuses`` to running; None if there is none.
-
-        Safe with several schedulers: a job is claimed by exactly one caller.
-        """
-        wanted = [check_job_status(s) for s in statuses]
-        with self._tx("claiming a job") as s:
-            candidates = s.scalars(
-                select(Job.id)
-                .where(Job.status.in_(wanted))
-                .order_by(Job.created_at, Job.id)
-                .limit(10)
-            ).all()
-            for job_id in candidates:
-                now = utcnow()
-                result = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status.in_(wanted))
-                    .values(
-                        status="running",
-                        error=None,
-                        started_at=func.coalesce(Job.started_at, now),
-                        finished_at=None,
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:
-                    return cv.job_info(s.get_one(Job, job_id, populate_existing=True))
-            return None
-
-    def update_job_summary(
-        self, job_id: str, *, hypervolume: float | None, best_accuracy: float | None
-    ) -> JobInfo:
-        with self._tx("updating a job summary") as s:
-            row = job_row(s, job_id)
-            row.hypervolume = cv.float_or_none("hypervolume", hypervolume)
-            row.best_accuracy = cv.float_or_none("best_accuracy", best_accuracy)
-            row.updated_at = utcnow()
-            s.flush()
-            return cv.job_info(row)
-
-    def delete_job(self, job_id: str) -> None:
-        """Delete the job, its trials and artifact rows, then its artifact folder."""
-        with self._tx("deleting a job") as s:
-            if s.execute(delete(Job).where(Job.id == job_id)).rowcount == 0:
-                raise job_missing(job_id)
-        self._files.remove_job(job_id)
+class Storage(JobsMixin, SchedulersMixin, TokensMixin):
+    """Jobs, trials, artifacts, tokens and scheduler heartbeats in one SQL database plus an
+    artifact directory. Construct with :func:`open_storage`."""
 
     # -- trials -------------------------------------------------------------------------
 
@@ -318,14 +188,36 @@ class Storage:
         with self._tx("reading a trial") as s:
             return cv.trial_info(trial_row(s, job_id, index))
 
-    def list_trials(self, job_id: str, *, status: str | None = None) -> list[TrialInfo]:
-        """The job's trials ordered by index (optionally only those with ``status``)."""
-        query = select(Trial).where(Trial.job_id == job_id).order_by(Trial.index)
-        if status is not None:
-            query = query.where(Trial.status == check_trial_status(status))
+    def list_trials(
+        self,
+        job_id: str,
+        *,
+        status: str | None = None,
+        pareto: bool | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TrialInfo]:
+        """The job's trials, by index unless ``sort`` (``queries.TRIAL_SORT_KEYS``, ``-`` for
+        descending, NULLs last either way, ties by index); optionally filtered by ``status``
+        and ``pareto``; ``limit=None`` = all."""
+        cv.check_page(limit, offset)
+        query = _trial_filter(select(Trial), job_id, status, pareto).order_by(*trial_order(sort))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with self._tx("listing trials") as s:
             job_row(s, job_id)
             return [cv.trial_info(r) for r in s.scalars(query)]
+
+    def count_trials(
+        self, job_id: str, *, status: str | None = None, pareto: bool | None = None
+    ) -> int:
+        query = _trial_filter(select(func.count()).select_from(Trial), job_id, status, pareto)
+        with self._tx("counting trials") as s:
+            job_row(s, job_id)
+            return int(s.scalar(query) or 0)
 
     def set_pareto(self, job_id: str, indices: Iterable[int]) -> None:
         """Flag exactly the trials ``indices`` as the job's Pareto front."""
@@ -378,5 +270,11 @@ class Storage:
             info = cv.artifact_info(row, job_id, trial.index)
         return self._files.read(info)
 
-    def _tx(self, doing: str, *, conflict: str | None = None) -> AbstractContextManager[Session]:
-        return transaction(self._sessions, self.url, doing, conflict=conflict)
+
+def _trial_filter(query: Any, job_id: str, status: str | None, pareto: bool | None) -> Any:
+    query = query.where(Trial.job_id == job_id)
+    if status is not None:
+        query = query.where(Trial.status == check_trial_status(status))
+    if pareto is not None:
+        query = query.where(Trial.pareto.is_(bool(pareto)))
+    return query

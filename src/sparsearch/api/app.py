@@ -1,0 +1,121 @@
+"""The FastAPI app factory: settings and storage are built here, never at import time."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sparsearch.api.routes import artifacts, health, jobs, trials
+from sparsearch.api.schemas import Problem
+from sparsearch.config import Settings
+from sparsearch.errors import (
+    ConfigError,
+    DatasetError,
+    NotFoundError,
+    PruningError,
+    SpaceError,
+    SparsearchError,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or invalid bearer token"},
+    404: {"model": Problem, "description": "No such job, trial or artifact (for this owner)"},
+    422: {"model": Problem, "description": "Invalid request: the detail says what to fix"},
+}
+
+
+def _status_of(exc: SparsearchError) -> int:
+    from sparsearch.storage import ConflictError
+
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, ConfigError | SpaceError | DatasetError | PruningError):
+        return 422
+    if isinstance(exc, StorageError):
+        return 503
+    return 400
+
+
+def _problem(status: int, detail: str, hint: str | None = None, **extra: Any) -> JSONResponse:
+    body = Problem(detail=detail, hint=hint, **extra).model_dump(exclude_none=True)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if p != "body") or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SparsearchError)
+    async def _domain(_: Request, exc: SparsearchError) -> JSONResponse:
+        return _problem(_status_of(exc), exc.message, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors)
+        return _problem(422, detail or "invalid request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _problem(exc.status_code, str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(ValueError)
+    async def _value(_: Request, exc: ValueError) -> JSONResponse:
+        # Storage validates its arguments with ValueError; the API validates first, so this is
+        # a last line of defence that still answers with a message rather than a 500.
+        return _problem(422, str(exc))
+
+
+def create_app(settings: Settings | None = None, *, storage: Any = None) -> FastAPI:
+    """Build the app. ``storage`` may be passed in (tests); otherwise it is opened from
+    ``settings`` here, so a bad database URL fails at start-up with a clear message."""
+    settings = settings or Settings()
+    owns_storage = storage is None
+    if storage is None:
+        from sparsearch.storage import open_storage
+
+        storage = open_storage(settings.database_url, settings.artifact_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        if owns_storage:
+            storage.close()
+
+    app = FastAPI(
+        title="sparsearch",
+        version="0.1.0",
+        description="Multi-objective architecture + pruning search for microcontrollers: submit "
+        "jobs, inspect Pareto fronts (accuracy vs flash vs RAM), download models.",
+        lifespan=lifespan,
+        responses=_ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.storage = storage
+    install_error_handlers(app)
+    for module in (jobs, trials, artifacts, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,123 @@
+"""/v1/jobs: submit, list, inspect, cancel and delete search jobs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
+from sparsearch.api.schemas import JobCreate, JobPublic, Page
+from sparsearch.api.views import job_public, jobs_public
+from sparsearch.jobconfig import JobConfig, default_space
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", max_length=64)]
+JobStatus = Literal["queued", "running", "interrupted", "completed", "failed", "cancelled"]
+JobSort = Literal[
+    "created_at",
+    "-created_at",
+    "status",
+    "-status",
+    "hypervolume",
+    "-hypervolume",
+    "best_accuracy",
+    "-best_accuracy",
+    "id",
+    "-id",
+]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+
+
+def _config(body: JobCreate) -> JobConfig:
+    """JobCreate -> the engine's JobConfig; ConfigError (-> 422) for combinations it rejects."""
+    space = default_space(body.flash_accounting)
+    overrides = body.space.model_dump(exclude_none=True) if body.space else {}
+    if body.pruning_methods is not None:
+        overrides["pruning_methods"] = tuple(dict.fromkeys(body.pruning_methods))
+    if overrides:
+        fields = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in overrides.items()}
+        space = replace(space, **fields)
+    return JobConfig.create(
+        dataset=body.dataset,
+        flash_bytes=body.limits.flash_bytes,
+        ram_bytes=body.limits.ram_bytes,
+        macs=body.limits.macs,
+        trials=body.budget.trials,
+        parallel=body.budget.parallel,
+        epochs=body.budget.epochs,
+        seed=body.seed,
+        flash_accounting=body.flash_accounting,
+        space=space,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses={409: {"description": "Too many active jobs for this owner"}},
+)
+def create_job(
+    body: JobCreate, response: Response, storage: StorageDep, settings: SettingsDep, owner: OwnerDep
+) -> JobPublic:
+    if body.budget.trials > settings.max_trials:
+        raise HTTPException(
+            422,
+            f"budget.trials {body.budget.trials} is above this server's "
+            f"maximum of {settings.max_trials}",
+        )
+    cfg = _config(body)
+    active = storage.count_active_jobs(owner)
+    if active >= settings.max_active_jobs_per_owner:
+        raise HTTPException(
+            409,
+            f"owner {owner} already has {active} active jobs (the cap is "
+            f"{settings.max_active_jobs_per_owner}); wait for one to finish "
+            "or cancel one",
+        )
+    job = storage.create_job(dataset=cfg.dataset, config=cfg.to_dict(), owner=owner)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_public(job, {})
+
+
+@router.get("", response_model=Page[JobPublic])
+def list_jobs(
+    storage: StorageDep,
+    owner: OwnerDep,
+    status: JobStatus | None = None,
+    sort: JobSort = "-created_at",
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[JobPublic]:
+    jobs = storage.list_jobs(owner=owner, status=status, sort=sort, limit=limit, offset=offset)
+    return Page[JobPublic](
+        data=jobs_public(storage, jobs), count=storage.count_jobs(owner=owner, status=status)
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: JobId, storage: StorageDep, owner: OwnerDep) -> JobPublic:
+    return jobs_public(storage, [storage.get_job(job_id, owner=owner)])[0]
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={409: {"description": "The job has already finished"}},
+)
+def cancel_job(job_id: JobId, storage: StorageDep, owner: OwnerDep) -> JobPublic:
+    return jobs_public(storage, [storage.request_cancel(job_id, owner=owner)])[0]
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses={409: {"description": "The job is running; cancel it first"}},
+)
+def delete_job(job_id: JobId, storage: StorageDep, owner: OwnerDep) -> Response:
+    storage.delete_job(job_id, owner=owner)
+    return Response(status_code=204)

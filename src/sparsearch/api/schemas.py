@@ -1,0 +1,164 @@
+"""Request and response models of the REST API (one per use: create, public, page).
+
+Every number has an upper bound, unknown fields are rejected, strings refuse NUL; limits must be
+integers (``StrictInt``: ``1.5`` or ``"1024"`` is a 422, not silently rounded or parsed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+T = TypeVar("T")
+
+MAX_BYTES = 1 << 30  # 1 GiB: far above any microcontroller, low enough to catch typos
+MAX_MACS = 10**12
+PRUNING_NAMES = Literal["none", "filter_norm", "magnitude"]
+
+Bytes = Annotated[StrictInt, Field(ge=1, le=MAX_BYTES)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsIn(_Strict):
+    flash_bytes: Bytes = Field(description="Flash limit in bytes")
+    ram_bytes: Bytes = Field(description="RAM limit in bytes")
+    macs: Annotated[StrictInt, Field(ge=1, le=MAX_MACS)] | None = Field(
+        default=None, description="Optional limit on multiply-accumulates per inference"
+    )
+
+
+class BudgetIn(_Strict):
+    trials: Annotated[StrictInt, Field(ge=1, le=10_000)] = Field(
+        description="Trained trials (completed + failed); at most the server's max_trials"
+    )
+    parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    epochs: Annotated[StrictInt, Field(ge=1, le=200)] = 6
+
+
+class SpaceIn(_Strict):
+    """Overrides of the default search space; omitted fields keep their defaults."""
+
+    max_blocks: Annotated[StrictInt, Field(ge=1, le=6)] | None = None
+    kernels: list[Literal[3, 5, 7]] | None = Field(default=None, min_length=1, max_length=3)
+    channels: (
+        tuple[Annotated[StrictInt, Field(ge=1, le=512)], Annotated[StrictInt, Field(ge=1, le=512)]]
+        | None
+    ) = None
+    head_units: list[Annotated[StrictInt, Field(ge=0, le=1024)]] | None = Field(
+        default=None, min_length=1, max_length=8
+    )
+    input_scales: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        default=None, min_length=1, max_length=4
+    )
+    lr: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] | None = (
+        None
+    )
+    prune_level: (
+        tuple[Annotated[float, Field(ge=0, le=0.95)], Annotated[float, Field(ge=0, le=0.95)]] | None
+    ) = None
+
+
+class JobCreate(_Strict):
+    dataset: Literal["digits", "fashion-mnist"] = Field(
+        description="A built-in data set (file paths are for the local CLI only)"
+    )
+    limits: LimitsIn
+    budget: BudgetIn
+    seed: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] = 0
+    flash_accounting: Literal["dense", "sparse"] = "dense"
+    pruning_methods: list[PRUNING_NAMES] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description="Pruning methods the search may use (default: none + filter_norm; sparse "
+        "accounting adds magnitude)",
+    )
+    space: SpaceIn | None = None
+
+
+class Progress(BaseModel):
+    budget: int
+    trained: int
+    completed: int
+    running: int
+    failed: int
+    infeasible: int
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: str
+    owner: str
+    dataset: str
+    limits: dict[str, int | None]
+    budget: dict[str, int]
+    seed: int
+    flash_accounting: str
+    progress: Progress
+    best_accuracy: float | None
+    hypervolume: float | None
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="Total number of matching items (not just this page)")
+
+
+class TrialPublic(BaseModel):
+    job_id: str
+    index: int
+    status: str
+    params: dict[str, Any]
+    generator: str | None
+    gen_seconds: float | None
+    train_seconds: float | None
+    accuracy: float | None
+    test_accuracy: float | None
+    flash_bytes: int | None
+    ram_bytes: int | None
+    activation_bytes: int | None
+    macs: int | None
+    nnz_flash_bytes: int | None
+    param_count: int | None
+    feasible: bool
+    pareto: bool
+    pruning: dict[str, Any]
+    effective_spec: dict[str, Any] | None
+    error: str | None
+    worker_pid: int | None
+    worker_host: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ArtifactPublic(BaseModel):
+    kind: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    url: str
+
+
+class Health(BaseModel):
+    database: Literal["ok", "unreachable"]
+    scheduler: Literal["running", "none", "stale", "unknown"]
+
+
+class Problem(BaseModel):
+    """Error body: what was wrong (``detail``) and what to do (``hint``)."""
+
+    detail: str
+    hint: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field validation errors (422 only)"
+    )

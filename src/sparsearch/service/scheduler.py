@@ -1,0 +1,240 @@
+"""The scheduler: claims jobs from the database and drives each one with the core's driver.
+
+One scheduler runs one job at a time, in its own process (``sparsearch scheduler``, or the child
+that ``sparsearch serve`` supervises): fitting the optimizer's models takes seconds of CPU and must
+never stall a web server. Trials still train on Ray workers. A daemon thread records heartbeats
+(the scheduler row and the running job), so ``/healthz`` and other schedulers can tell a live
+scheduler from a dead one.
+
+Stopping: SIGTERM or SIGINT (when ``run_forever`` runs in the main thread) raises
+KeyboardInterrupt in the driver, which leaves the running job ``interrupted`` with its in-flight
+trials failed ("interrupted"); a later scheduler resumes it. Setting the ``stop`` event does the
+same at the driver's next check (within about a second, or after the optimizer's current ask).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import Any
+
+from sparsearch.errors import SparsearchError
+
+log = logging.getLogger(__name__)
+
+#: Job statuses a scheduler picks up: new jobs, and jobs a stopped scheduler left behind.
+CLAIMABLE: tuple[str, ...] = ("queued", "interrupted")
+
+
+class Scheduler:
+    """Claims ``queued``/``interrupted`` jobs one at a time and runs each to its end.
+
+    ``storage`` defaults to one opened from ``settings`` (and closed by :meth:`close`). Use as a
+    context manager, or call :meth:`close` when done: it marks the scheduler row stopped.
+    """
+
+    def __init__(self, settings: Any, storage: Any = None) -> None:
+        from sparsearch.storage import open_storage
+
+        self.settings = settings
+        self._own_storage = storage is None
+        self.storage = storage or open_storage(settings.database_url, settings.artifact_dir)
+        self.id: str | None = None
+        self._job_id: str | None = None  # the job being driven (read by the heartbeat thread)
+        self._stop = threading.Event()
+        self._beats_stop = threading.Event()
+        self._beats: threading.Thread | None = None
+        self._signalled = False
+        self._handling_signals = False
+        self._lost: str | None = None  # a job whose heartbeat found it no longer ours
+        self._ray_started = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Register the scheduler row and start heartbeats (idempotent); returns the id."""
+        if self.id is None:
+            self.id = self.storage.register_scheduler(host=socket.gethostname(), pid=os.getpid())
+            self._beats_stop.clear()
+            self._beats = threading.Thread(
+                target=self._beat_loop, name=f"scheduler-heartbeat-{self.id}", daemon=True
+            )
+            self._beats.start()
+            log.info("scheduler %s started (pid %d)", self.id, os.getpid())
+        return self.id
+
+    def close(self) -> None:
+        """Stop heartbeats, mark the scheduler row stopped, release what this object opened."""
+        self._beats_stop.set()
+        if self._beats is not None:
+            self._beats.join(timeout=10)
+            self._beats = None
+        if self.id is not None:
+            try:
+                self.storage.stop_scheduler(self.id)
+            except SparsearchError:
+                log.exception("could not mark scheduler %s stopped", self.id)
+            log.info("scheduler %s stopped", self.id)
+            self.id = None
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
+        if self._own_storage:
+            self.storage.close()
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Run jobs until ``stop`` is set (or SIGTERM/SIGINT arrives); then :meth:`close`.
+
+        A job that fails is recorded failed and the loop goes on; only KeyboardInterrupt (a
+        signal while a job runs) escapes, after the job was left ``interrupted``.
+        """
+        if stop is not None:
+            self._stop = stop
+        restore = self._install_signal_handlers()
+        self._handling_signals = bool(restore)
+        try:
+            self.start()
+            while not self._stop.is_set():
+                try:
+                    ran = self.run_once()
+                except Exception:  # noqa: BLE001 - e.g. the database unreachable for a while
+                    log.exception("scheduler %s could not claim a job; retrying", self.id)
+                    self._stop.wait(max(self.settings.scheduler_poll_seconds, 5.0))
+                    continue
+                if not ran:
+                    self._stop.wait(self.settings.scheduler_poll_seconds)
+        finally:
+            self._handling_signals = False
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+            self.close()
+
+    def run_once(self) -> bool:
+        """Claim one queued or interrupted job and drive it to its end; False if none waited."""
+        if self._stop.is_set():
+            return False
+        self.start()
+        # Jobs of schedulers that died without a word become `interrupted`, so they resume.
+        for stale in self.storage.interrupt_stale_jobs(
+            stale_after=self.settings.stale_after_seconds
+        ):
+            log.warning("job %s: its scheduler stopped sending heartbeats; interrupted", stale)
+        job = self.storage.claim_next_job(CLAIMABLE, scheduler_id=self.id)
+        if job is None:
+            return False
+        try:
+            self._job_id = job.id
+            log.info("job %s claimed (%s)", job.id, job.dataset)
+            self._drive(job.id)
+        except (KeyboardInterrupt, SystemExit) as e:
+            # SystemExit: Ray's own SIGTERM handler, live for a moment while ray.init runs.
+            self._job_id = None  # a second signal must not interrupt the clean-up
+            self._stop.set()
+            self._leave(job.id, "interrupted", "interrupted", None)
+            log.info("job %s interrupted", job.id)
+            if isinstance(e, SystemExit):
+                raise KeyboardInterrupt from e
+            raise
+        except SparsearchError as e:
+            self._job_id = None
+            self._leave(job.id, "failed", "job failed", str(e))
+            log.warning("job %s failed: %s", job.id, e)
+        except Exception as e:  # noqa: BLE001 - one broken job must not stop the scheduler
+            self._job_id = None
+            self._leave(job.id, "failed", "job failed", f"{type(e).__name__}: {e}")
+            log.exception("job %s failed", job.id)
+        finally:
+            self._job_id = None
+        return True
+
+    def _drive(self, job_id: str) -> None:
+        from sparsearch.search.driver import SearchDriver
+        from sparsearch.worker.remote import init_ray
+
+        s = self.settings
+        self._ray_started |= init_ray(
+            s.ray_address, num_cpus=s.ray_num_cpus, object_store_mb=s.ray_object_store_mb
+        )
+        if self._handling_signals:  # ray.init replaces the SIGTERM handler with sys.exit
+            self._install_signal_handlers()
+        info = SearchDriver(
+            self.storage,
+            job_id,
+            ray_address=s.ray_address,
+            ray_num_cpus=s.ray_num_cpus,
+            ray_object_store_mb=s.ray_object_store_mb,
+            on_progress=lambda p: log.info("job %s: %s", p.job_id, p.last_event),
+            should_stop=lambda: self._should_stop(job_id),
+        ).run()
+        log.info("job %s %s", job_id, info.status)
+
+    def _should_stop(self, job_id: str) -> str | None:
+        if self.storage.is_cancel_requested(job_id):
+            return "cancelled"
+        # Lost: another scheduler took the job over after our heartbeats went stale; stop
+        # adding trials to it at once.
+        return "interrupted" if self._stop.is_set() or self._lost == job_id else None
+
+    def _leave(self, job_id: str, status: str, trial_reason: str, error: str | None) -> None:
+        """Make sure a job this scheduler claimed does not stay ``running`` when it lets go
+        (the driver records its own end state; this covers failures before its loop starts)."""
+        try:
+            if self.storage.get_job(job_id).status == "running":
+                self.storage.fail_unfinished_trials(job_id, trial_reason)
+                self.storage.set_job_status(job_id, status, error=error)
+        except SparsearchError:
+            log.exception("could not record the end state of job %s", job_id)
+
+    # -- heartbeats and signals ----------------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        interval = self.settings.heartbeat_seconds
+        while not self._beats_stop.wait(interval):
+            scheduler_id, job_id = self.id, self._job_id
+            if scheduler_id is None:
+                return
+            try:
+                self.storage.beat_scheduler(scheduler_id)
+                held = job_id is None or self.storage.beat_job(job_id, scheduler_id)
+                if not held and self._lost != job_id and self._job_id == job_id:
+                    self._lost = job_id
+                    log.warning(
+                        "job %s is no longer held by scheduler %s; stopping it",
+                        job_id,
+                        scheduler_id,
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat is logged; the next one retries
+                log.exception("heartbeat of scheduler %s failed", scheduler_id)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGTERM/SIGINT stop the loop (only possible from the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # One-shot: a second signal must not interrupt the clean-up the first one started.
+        if self._signalled:
+            return
+        self._signalled = True
+        log.info("scheduler got %s; stopping", signal.Signals(signum).name)
+        self._stop.set()
+        if self._job_id is not None:
+            raise KeyboardInterrupt  # the driver's interrupt path: job `interrupted`, trials failed

@@ -1,0 +1,60 @@
+"""What every part of :class:`~sparsearch.storage.Storage` shares: engine, sessions, files."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Self
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ._session import transaction
+from .artifacts import ArtifactStore
+from .engine import connection_error, mask_url
+
+
+class StorageBase:
+    """Engine, one session per call, and the artifact store (its folder is made on first
+    write, so read-only users need no writable artifact directory)."""
+
+    def __init__(self, engine: Engine, artifact_dir: Path | str) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._files = ArtifactStore(artifact_dir)
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return mask_url(self._engine.url)
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self._files.root
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    def ping(self) -> None:
+        """``SELECT 1``; an unreachable database raises StorageError (with a hint)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as e:
+            raise connection_error(self._engine.url, e) from e
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self, doing: str, *, conflict: str | None = None) -> AbstractContextManager[Session]:
+        return transaction(self._sessions, self.url, doing, conflict=conflict)

@@ -1,0 +1,193 @@
+"""Jobs: create, read, list, status changes, cancel and delete (part of ``Storage``).
+
+Ownership: methods taking ``owner=`` treat another owner's job exactly like a missing one
+(``NotFoundError``, same message), so callers never learn that it exists. ``owner=None``
+means no restriction (the local CLI, the scheduler, admins).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from . import _convert as cv
+from ._base import StorageBase
+from ._session import job_row
+from .models import Job, Trial, utcnow
+from .queries import job_order
+from .records import (
+    ACTIVE_JOB_STATUSES,
+    CANCELLABLE_AT_ONCE,
+    FINISHED_JOB_STATUSES,
+    UNFINISHED_JOB_STATUSES,
+    ConflictError,
+    JobInfo,
+    check_job_status,
+)
+
+
+class JobsMixin(StorageBase):
+    def create_job(
+        self,
+        *,
+        dataset: str,
+        config: dict[str, Any],
+        job_id: str | None = None,
+        owner: str = "local",
+    ) -> JobInfo:
+        """A new queued job. ValueError for a bad id, owner or non-JSON config;
+        ConflictError if ``job_id`` exists."""
+        job_id = cv.check_job_id(job_id) if job_id is not None else uuid.uuid4().hex[:12]
+        owner = cv.check_owner(owner)
+        config = cv.check_json("config", config)
+        with self._tx("creating a job", conflict=f"job {job_id} already exists") as s:
+            row = Job(id=job_id, status="queued", dataset=str(dataset), config=config, owner=owner)
+            s.add(row)
+            s.flush()
+            return cv.job_info(row)
+
+    def get_job(self, job_id: str, *, owner: str | None = None) -> JobInfo:
+        with self._tx("reading a job") as s:
+            return cv.job_info(job_row(s, job_id, owner))
+
+    def list_jobs(
+        self,
+        *,
+        owner: str | None = None,
+        status: str | None = None,
+        sort: str = "-created_at",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobInfo]:
+        """A page of jobs (default newest first); see ``queries.JOB_SORT_KEYS``."""
+        cv.check_page(limit, offset)
+        query = _filtered(select(Job), owner, status).order_by(*job_order(sort))
+        with self._tx("listing jobs") as s:
+            return [cv.job_info(r) for r in s.scalars(query.limit(limit).offset(offset))]
+
+    def count_jobs(self, status: str | None = None, *, owner: str | None = None) -> int:
+        query = _filtered(select(func.count()).select_from(Job), owner, status)
+        with self._tx("counting jobs") as s:
+            return int(s.scalar(query) or 0)
+
+    def count_active_jobs(self, owner: str) -> int:
+        """The owner's queued, running and interrupted jobs (for a per-owner quota)."""
+        query = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.owner == owner, Job.status.in_(UNFINISHED_JOB_STATUSES))
+        )
+        with self._tx("counting active jobs") as s:
+            return int(s.scalar(query) or 0)
+
+    def set_job_status(self, job_id: str, status: str, *, error: str | None = None) -> JobInfo:
+        """Set the status; ``error`` replaces the job's error (None clears it).
+
+        ``started_at`` is set the first time a job runs; ``finished_at`` whenever it leaves
+        queued/running (and cleared when it goes back, e.g. a resumed interrupted job).
+        """
+        check_job_status(status)
+        with self._tx("updating a job") as s:
+            row = job_row(s, job_id)
+            now = utcnow()
+            row.status = status
+            row.error = error
+            if status == "running" and row.started_at is None:
+                row.started_at = now
+            row.finished_at = None if status in ACTIVE_JOB_STATUSES else now
+            row.updated_at = now
+            s.flush()
+            return cv.job_info(row)
+
+    def update_job_summary(
+        self, job_id: str, *, hypervolume: float | None, best_accuracy: float | None
+    ) -> JobInfo:
+        with self._tx("updating a job summary") as s:
+            row = job_row(s, job_id)
+            row.hypervolume = cv.float_or_none("hypervolume", hypervolume)
+            row.best_accuracy = cv.float_or_none("best_accuracy", best_accuracy)
+            row.updated_at = utcnow()
+            s.flush()
+            return cv.job_info(row)
+
+    def request_cancel(self, job_id: str, *, owner: str | None = None) -> JobInfo:
+        """Cancel a job: queued/interrupted → ``cancelled`` now; running → ``cancel_requested``
+        (its driver stops and sets ``cancelled``; asking again is fine).
+
+        NotFoundError if missing (or another owner's); ConflictError if already finished.
+        """
+        with self._tx("cancelling a job") as s:
+            # Conditional updates, so a concurrent claim or finish cannot slip in between.
+            for _ in range(3):
+                now = utcnow()
+                at_once = {"status": "cancelled", "finished_at": now}
+                flag = {"cancel_requested": True, "updated_at": now}
+                if _update(s, job_id, owner, CANCELLABLE_AT_ONCE, **at_once, **flag):
+                    break
+                if _update(s, job_id, owner, ("running",), **flag):
+                    break
+                row = job_row(s, job_id, owner)
+                s.refresh(row)
+                if row.status in FINISHED_JOB_STATUSES:
+                    raise ConflictError(
+                        f"job {job_id} is already {row.status}",
+                        "only queued, running or interrupted jobs can be cancelled; "
+                        "delete the job if it is no longer needed",
+                    )
+            return cv.job_info(s.get_one(Job, job_id, populate_existing=True))
+
+    def delete_job(self, job_id: str, *, owner: str | None = None) -> None:
+        """Delete the job, its trials and artifact rows, then its artifact folder.
+
+        NotFoundError if missing (or another owner's); ConflictError if it is running.
+        """
+        with self._tx("deleting a job") as s:
+            query = delete(Job).where(Job.id == job_id, Job.status != "running")
+            if owner is not None:
+                query = query.where(Job.owner == owner)
+            if s.execute(query).rowcount == 0:
+                job_row(s, job_id, owner)  # NotFoundError, else it is running
+                raise ConflictError(
+                    f"job {job_id} is running",
+                    "cancel it first, and delete it once it has stopped",
+                )
+        self._files.remove_job(job_id)
+
+    def trial_counts(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per job id, its number of trials by status (``{}`` for a job without trials or an
+        unknown id)."""
+        ids = list(dict.fromkeys(job_ids))
+        counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
+        if not ids:
+            return counts
+        query = (
+            select(Trial.job_id, Trial.status, func.count())
+            .where(Trial.job_id.in_(ids))
+            .group_by(Trial.job_id, Trial.status)
+        )
+        with self._tx("counting trials") as s:
+            for job_id, status, n in s.execute(query):
+                counts[job_id][status] = int(n)
+        return counts
+
+
+def _filtered(query: Any, owner: str | None, status: str | None) -> Any:
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    if status is not None:
+        query = query.where(Job.status == check_job_status(status))
+    return query
+
+
+def _update(
+    s: Session, job_id: str, owner: str | None, statuses: tuple[str, ...], **values: Any
+) -> bool:
+    """UPDATE the job if it is in ``statuses`` (and the owner's); whether a row changed."""
+    query = update(Job).where(Job.id == job_id, Job.status.in_(statuses))
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    result = s.execute(query.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1

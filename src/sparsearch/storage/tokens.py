@@ -1,0 +1,119 @@
+"""API tokens (part of ``Storage``): only the sha256 of a token is stored.
+
+A token is ``ssk_`` + 43 URL-safe characters (256 random bits). Looking a token up by the
+sha256 of what the client sent leaks nothing useful through timing: an attacker would have to
+choose inputs whose hashes share a prefix with a stored hash, which reveals nothing about the
+plaintext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from ..errors import NotFoundError
+from . import _convert as cv
+from ._base import StorageBase
+from .models import Token, utcnow
+from .records import TokenInfo
+
+TOKEN_PREFIX = "ssk_"
+#: Characters of a token kept for display (``ssk_`` + 8).
+DISPLAY_CHARS = 12
+#: ``last_used_at`` is written at most this often per token (not on every request).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Longer than any token we issue; anything longer is refused before hashing.
+_MAX_TOKEN_CHARS = 256
+
+
+def hash_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode("ascii")).hexdigest()
+
+
+def _token_missing(token_id: object) -> NotFoundError:
+    return NotFoundError(f"token {token_id!r} does not exist", "list the tokens to see their ids")
+
+
+class TokensMixin(StorageBase):
+    def create_token(self, owner: str, name: str = "default") -> tuple[TokenInfo, str]:
+        """A new token for ``owner``: its record and the plaintext (shown once, never stored).
+
+        ValueError for an invalid owner (1-64 of ``A-Za-z0-9_.@-``) or name (1-128 printable
+        characters).
+        """
+        owner = cv.check_owner(owner)
+        name = cv.check_name(name)
+        plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = Token(
+            owner=owner,
+            name=name,
+            token_hash=hash_token(plaintext),
+            prefix=plaintext[:DISPLAY_CHARS],
+        )
+        with self._tx("creating a token", conflict="token collision; try again") as s:
+            s.add(row)
+            s.flush()
+            return cv.token_info(row), plaintext
+
+    def list_tokens(self, owner: str | None = None) -> list[TokenInfo]:
+        """Tokens (revoked ones too), oldest first."""
+        query = select(Token).order_by(Token.id)
+        if owner is not None:
+            query = query.where(Token.owner == owner)
+        with self._tx("listing tokens") as s:
+            return [cv.token_info(r) for r in s.scalars(query)]
+
+    def revoke_token(self, token_id: int, *, owner: str | None = None) -> TokenInfo:
+        """Revoke a token (idempotent: the first revocation time is kept).
+
+        NotFoundError if it does not exist (or, with ``owner``, belongs to someone else).
+        """
+        try:
+            key = operator.index(token_id)
+        except TypeError:
+            raise _token_missing(token_id) from None
+        with self._tx("revoking a token") as s:
+            row = s.get(Token, key)
+            if row is None or (owner is not None and row.owner != owner):
+                raise _token_missing(token_id)
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            s.flush()
+            return cv.token_info(row)
+
+    def authenticate(self, plaintext: str) -> str | None:
+        """The owner of a valid, unrevoked token; None for anything else (never raises for bad
+        input; a database failure is still a StorageError)."""
+        if (
+            not isinstance(plaintext, str)
+            or not plaintext.startswith(TOKEN_PREFIX)
+            or len(plaintext) > _MAX_TOKEN_CHARS
+            or not plaintext.isascii()
+        ):
+            return None
+        digest = hash_token(plaintext)
+        with self._tx("checking a token") as s:
+            row = s.execute(
+                select(Token.id, Token.owner, Token.last_used_at).where(
+                    Token.token_hash == digest, Token.revoked_at.is_(None)
+                )
+            ).first()
+            if row is None:
+                return None
+            now = utcnow()
+            cutoff = now - LAST_USED_RESOLUTION
+            if row.last_used_at is None or row.last_used_at < cutoff:
+                s.execute(
+                    update(Token)
+                    .where(
+                        Token.id == row.id,
+                        or_(Token.last_used_at.is_(None), Token.last_used_at < cutoff),
+                    )
+                    .values(last_used_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            return str(row.owner)

@@ -1,0 +1,68 @@
+"""Shared helpers of the service tests: small digits jobs, settings, polling, subprocess envs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sparsearch.config import Settings
+from sparsearch.jobconfig import JobConfig
+
+PYTHON = sys.executable
+FLASH, RAM = 24 * 1024, 6 * 1024
+
+
+def queue_job(storage: Any, **overrides: Any) -> Any:
+    """A queued digits job, small enough to train in seconds."""
+    args: dict[str, Any] = dict(
+        dataset="digits", flash_bytes=FLASH, ram_bytes=RAM, trials=2, parallel=2, epochs=1, seed=0
+    )
+    args.update(overrides)
+    cfg = JobConfig.create(**args)
+    return storage.create_job(dataset=cfg.dataset, config=cfg.to_dict())
+
+
+def settings_for(tmp_path: Path, ray_address: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        artifact_dir=tmp_path / "artifacts",
+        ray_address=ray_address,
+        heartbeat_seconds=0.2,
+        scheduler_poll_seconds=0.1,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """This process's environment minus its SPARSEARCH_* variables, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"SPARSEARCH_{name.upper()}"] = str(value)
+    return env
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def pid_gone(pid: int) -> bool:
+    """True once ``pid`` no longer exists (or is a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
