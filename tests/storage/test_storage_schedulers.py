@@ -113,11 +113,19 @@ def test_interrupt_stale_jobs(storage: Storage) -> None:
     storage.claim_next_job(scheduler_id=a)
     storage.claim_next_job(scheduler_id=b)
     storage.set_job_status(local_job, "running")  # a local run: no scheduler, no heartbeat
+    pruning = {"method": "none", "level": 0.0}
+    for index, status in enumerate(("running", "infeasible")):
+        storage.add_trial(stale_job, index, status=status, params={}, generator="Sobol",
+                          gen_seconds=0.0, estimates={}, feasible=status == "running",
+                          pruning=pruning)
     time.sleep(STALE + 0.15)
     assert storage.beat_job(fresh_job, b)
     assert storage.interrupt_stale_jobs(stale_after=STALE) == [stale_job]
     job = storage.get_job(stale_job)
     assert job.status == "interrupted" and a in (job.error or "")
+    lost, infeasible = storage.list_trials(stale_job)
+    assert (lost.status, lost.error) == ("failed", "scheduler lost")
+    assert infeasible.status == "infeasible"
     assert storage.get_job(fresh_job).status == "running"
     assert storage.get_job(local_job).status == "running"
     assert storage.beat_job(stale_job, a) is False  # its old driver learns to stop
@@ -158,3 +166,18 @@ def test_artifact_dir_is_created_lazily(tmp_path: Path) -> None:
         assert not art.exists()
         storage.finish_trial(job.id, 0, status="completed", metrics={}, artifacts=ONNX)
         assert (art / job.id / "0" / "onnx.onnx").read_bytes() == b"x"
+
+
+def test_claims_are_recorded_with_the_previous_status(storage) -> None:
+    job = storage.create_job(dataset="digits", config={})
+    first = storage.claim_next_job(("queued", "interrupted"), scheduler_id="s1")
+    assert first is not None and first.id == job.id
+    storage.set_job_status(job.id, "interrupted")
+    again = storage.claim_next_job(("queued", "interrupted"), scheduler_id="s2")
+    assert again is not None and again.scheduler_id == "s2"
+    claims = storage.list_claims(job.id)
+    assert [(c.scheduler_id, c.previous_status) for c in claims] == [
+        ("s1", "queued"), ("s2", "interrupted")]
+    assert claims[0].claimed_at <= claims[1].claimed_at
+    assert storage.claim_next_job(("queued",), scheduler_id="s3") is None
+    assert len(storage.list_claims(job.id)) == 2

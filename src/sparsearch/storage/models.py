@@ -166,3 +166,17 @@ class Scheduler(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None]
+
+
+class JobClaim(Base):
+    """Every time a scheduler took a job (first run, resume, takeover): the claim history."""
+
+    __tablename__ = "job_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    scheduler_id: Mapped[str | None] = mapped_column(String(128))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -246,3 +246,18 @@ class TokenInfo:
             "revoked_at": _iso(self.revoked_at),
             "last_used_at": _iso(self.last_used_at),
         }
+
+
+@dataclass(frozen=True)
+class ClaimInfo:
+    """One claim of a job by a scheduler; ``previous_status`` tells a first run (queued) from a
+    resume or takeover (interrupted)."""
+
+    job_id: str
+    scheduler_id: str | None
+    previous_status: str
+    claimed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "scheduler_id": self.scheduler_id,
+                "previous_status": self.previous_status, "claimed_at": _iso(self.claimed_at)}

@@ -18,8 +18,8 @@ from ..errors import NotFoundError
 from . import _convert as cv
 from ._base import StorageBase
 from ._session import job_missing
-from .models import Job, Scheduler, utcnow
-from .records import JobInfo, check_job_status
+from .models import Job, JobClaim, Scheduler, Trial, utcnow
+from .records import ClaimInfo, JobInfo, check_job_status
 
 _SCHEDULER_HINT = "restart the scheduler so that it registers again"
 
@@ -89,7 +89,7 @@ class SchedulersMixin(StorageBase):
         with self._tx("claiming a job") as s:
             self._cancel_requested_unclaimed(s, wanted)
             query = (
-                select(Job.id)
+                select(Job.id, Job.status)
                 .where(Job.status.in_(wanted), Job.cancel_requested.is_(False))
                 .order_by(Job.created_at, Job.id)
             )
@@ -97,7 +97,7 @@ class SchedulersMixin(StorageBase):
                 query = query.limit(1).with_for_update(skip_locked=True)
             else:  # SQLite serialises writers; the conditional UPDATE decides.
                 query = query.limit(10)
-            for job_id in s.scalars(query).all():
+            for job_id, previous in s.execute(query).all():
                 now = utcnow()
                 result = s.execute(
                     update(Job)
@@ -114,8 +114,20 @@ class SchedulersMixin(StorageBase):
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:
+                    s.add(JobClaim(job_id=job_id, scheduler_id=scheduler_id,
+                                   previous_status=previous, claimed_at=now))
                     return cv.job_info(s.get_one(Job, job_id, populate_existing=True))
             return None
+
+    def list_claims(self, job_id: str) -> list[ClaimInfo]:
+        """Every claim of the job, oldest first (who ran it, resumed it or took it over)."""
+        with self._tx("reading a job's claims") as s:
+            rows = s.scalars(
+                select(JobClaim).where(JobClaim.job_id == job_id).order_by(JobClaim.id)
+            ).all()
+            return [ClaimInfo(job_id=r.job_id, scheduler_id=r.scheduler_id,
+                              previous_status=r.previous_status, claimed_at=r.claimed_at)
+                    for r in rows]
 
     def beat_job(self, job_id: str, scheduler_id: str) -> bool:
         """Record that ``scheduler_id`` still runs the job. False if the job is gone, no longer
@@ -166,6 +178,13 @@ class SchedulersMixin(StorageBase):
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:
+                    # Its in-flight trials died with the scheduler: failed, counted, never re-run.
+                    s.execute(
+                        update(Trial)
+                        .where(Trial.job_id == job_id, Trial.status.in_(("queued", "running")))
+                        .values(status="failed", error="scheduler lost", finished_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
                     done.append(job_id)
         return done
 
