@@ -1,0 +1,224 @@
+"""Open-loop HTTP load on the read endpoints of a real `sparsearch serve` process.
+
+A job with 1,000 stored trials (40 on the front); requests are *scheduled* at a fixed rate
+(open loop: a slow response never delays the next request) alternating
+`GET /v1/jobs/{id}/pareto?limit=50` and `GET /v1/jobs/{id}/trials?limit=50&offset=…&sort=…`,
+each latency measured from its scheduled start (so queueing counts). Runs on SQLite and on
+PostgreSQL; target: p99 under 50 ms, zero errors.
+
+    .venv/bin/python benchmarks/api_load.py --rate 200 --seconds 60 \
+        --out benchmarks/results/api_load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+SPARSEARCH = str(Path(sys.executable).with_name("sparsearch"))
+PG_ADMIN = os.environ.get(
+    "SPARSEARCH_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def seed(url: str, artifacts: Path, n_trials: int) -> tuple[str, str]:
+    """A job with ``n_trials`` completed trials (every 25th on the front) and a token."""
+    from sparsearch.jobconfig import JobConfig
+    from sparsearch.storage import open_storage
+
+    storage = open_storage(url, artifacts)
+    cfg = JobConfig.create(dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=n_trials)
+    job = storage.create_job(dataset="digits", config=cfg.to_dict(), owner="bench")
+    rng = random.Random(0)
+    params = {f"b{i}_channels": rng.randint(2, 64) for i in range(4)}
+    for i in range(n_trials):
+        est = {
+            "flash_bytes": rng.randint(5000, 24000),
+            "ram_bytes": rng.randint(1000, 6000),
+            "activation_bytes": rng.randint(500, 4000),
+            "macs": rng.randint(10**3, 10**6),
+            "nnz_flash_bytes": rng.randint(1000, 9000),
+            "param_count": rng.randint(100, 9000),
+        }
+        storage.add_trial(
+            job.id,
+            i,
+            status="running",
+            params=params,
+            generator="MBM",
+            gen_seconds=rng.random() * 5,
+            estimates=est,
+            feasible=True,
+            pruning={"method": "filter_norm", "level": 0.3},
+        )
+        storage.finish_trial(
+            job.id,
+            i,
+            status="completed",
+            train_seconds=rng.random() * 20,
+            metrics={"accuracy": rng.random(), "test_accuracy": rng.random()},
+        )
+    storage.set_pareto(job.id, range(0, n_trials, 25))
+    storage.set_job_status(job.id, "running")
+    storage.set_job_status(job.id, "completed")
+    _, token = storage.create_token("bench")
+    storage.close()
+    return job.id, token
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def load(
+    base: str, token: str, job_id: str, rate: float, seconds: float, n_trials: int
+) -> dict:
+    paths = []
+    for k in range(int(rate * seconds)):
+        if k % 2 == 0:
+            paths.append(f"/v1/jobs/{job_id}/pareto?limit=50")
+        else:
+            offset = (k * 50) % n_trials
+            sort = ("index", "-accuracy", "flash_bytes", "ram_bytes")[k % 4]
+            paths.append(f"/v1/jobs/{job_id}/trials?limit=50&offset={offset}&sort={sort}")
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(k: int, path: str) -> None:
+            scheduled = start + k / rate
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            try:
+                r = await client.get(path)
+                if r.status_code != 200:
+                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+                    return
+                r.json()
+            except httpx.HTTPError as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                return
+            latencies.append(time.perf_counter() - scheduled)
+
+        await asyncio.gather(*(one(k, p) for k, p in enumerate(paths)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    return {
+        "requests": len(paths),
+        "ok": len(latencies),
+        "errors": errors,
+        "elapsed_s": round(elapsed, 2),
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": pct(1.0),
+    }
+
+
+def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    artifacts = workdir / f"artifacts-{name}"
+    job_id, token = seed(url, artifacts, args.trials)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")},
+        "SPARSEARCH_DATABASE_URL": url,
+        "SPARSEARCH_ARTIFACT_DIR": str(artifacts),
+    }
+    server = subprocess.Popen(
+        [SPARSEARCH, "serve", "--no-scheduler", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        asyncio.run(load(base, token, job_id, args.rate, 3, args.trials))  # warm-up
+        result = asyncio.run(load(base, token, job_id, args.rate, args.seconds, args.trials))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return {
+        "backend": name,
+        **result,
+        "meets_target": result["p99_ms"] < 50 and not result["errors"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="sparsearch-load-"))
+    results = []
+    for name in args.backends:
+        if name == "sqlite":
+            results.append(run_backend(name, f"sqlite:///{workdir / 'load.db'}", args, workdir))
+            continue
+        from sqlalchemy import create_engine, text
+
+        db = f"sparsearch_load_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        try:
+            url = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
+            results.append(run_backend(name, url, args, workdir))
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{db}" WITH (FORCE)'))
+            admin.dispose()
+    doc = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rate_rps": args.rate,
+        "seconds": args.seconds,
+        "trials_in_job": args.trials,
+        "server": "sparsearch serve --no-scheduler (one uvicorn process); load generator "
+        "on the same 2-core machine",
+        "results": results,
+    }
+    text_out = json.dumps(doc, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text_out + "\n")
+    print(text_out)
+
+
+if __name__ == "__main__":
+    main()
