@@ -7,7 +7,6 @@ the CLI, nothing heavy (torch, Ray, Ax, FastAPI, uvicorn) is imported until a co
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,25 @@ token_app = typer.Typer(help="API tokens (bearer tokens for the HTTP API).", no_
 app.add_typer(token_app, name="token")
 
 
-def _setup_logging(level: str) -> None:
-    name = level.upper()
-    if name not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        _fail(ConfigError(f"unknown log level {level!r}", "choose debug, info, warning or error"))
-    # Other libraries (Alembic, Ax, Ray) only say warnings; sparsearch says what was asked.
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("sparsearch").setLevel(getattr(logging, name))
+LogLevelOption = typer.Option(
+    None, help="debug | info | warning | error [env SPARSEARCH_LOG_LEVEL, default info]"
+)
+
+
+def _setup_logging(settings: Any, level: str | None) -> Any:
+    """Configure logging from the settings (``SPARSEARCH_LOG_LEVEL``/``_FORMAT``); ``--log-level``
+    overrides the level. Returns the settings with the level used, so the scheduler child that
+    ``serve`` starts (it inherits the settings as ``SPARSEARCH_*``) logs alike."""
+    from sparsearch.logs import LOG_LEVELS, configure_logging
+
+    if level is not None:
+        if level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"unknown log level {level!r}", "choose debug, info, warning or error"
+            )
+        settings = settings.model_copy(update={"log_level": level.upper()})
+    configure_logging(settings.log_level, json=settings.log_format == "json")
+    return settings
 
 
 @app.command()
@@ -52,16 +59,15 @@ def serve(
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="Also run a supervised scheduler process"
     ),
-    log_level: str = typer.Option("info", help="debug | info | warning | error"),
+    log_level: str | None = LogLevelOption,
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
     """Serve the HTTP API (and, by default, a scheduler that runs the submitted jobs)."""
     from sparsearch.service.supervisor import bind, is_loopback, run_server
 
-    _setup_logging(log_level)
     try:
-        settings = _settings(db, artifacts)
+        settings = _setup_logging(_settings(db, artifacts), log_level)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {port}")
         if settings.auth == "off" and not is_loopback(host):
@@ -113,7 +119,7 @@ def serve(
 
 @app.command("scheduler")
 def scheduler_command(
-    log_level: str = typer.Option("info", help="debug | info | warning | error"),
+    log_level: str | None = LogLevelOption,
     parent_pid: int | None = typer.Option(
         None, hidden=True, help="Exit when this process is no longer the parent (serve's child)"
     ),
@@ -124,9 +130,8 @@ def scheduler_command(
     from sparsearch.service.scheduler import Scheduler
     from sparsearch.service.supervisor import watch_parent
 
-    _setup_logging(log_level)
     try:
-        settings = _settings(db, artifacts)
+        settings = _setup_logging(_settings(db, artifacts), log_level)
         sched = Scheduler(settings)
     except SparsearchError as e:
         _fail(e)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,3 +51,28 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="A heartbeat older than this counts as stale"
     )
+    max_upload_mb: int = Field(
+        default=64, ge=1, le=4096, description="Largest dataset upload the API accepts, MiB"
+    )
+    max_dataset_mb: int = Field(
+        default=512,
+        ge=1,
+        le=65536,
+        description="Largest decompressed size of an uploaded dataset's arrays, MiB",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of sparsearch's own log lines (serve, scheduler)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or JSON with job_id/trial_index fields"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

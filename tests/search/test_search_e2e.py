@@ -151,6 +151,6 @@ def test_a_long_infeasible_streak_fails_the_job(local_storage):
     state = _State()
     est = {"flash_bytes": 30000, "nnz_flash_bytes": 9000, "ram_bytes": 7000, "macs": 10}
     for _ in range(39):
-        driver._infeasible(state, est)
+        driver._infeasible(state, est, 0)
     with pytest.raises(SearchError, match="smallest estimate .*flash 30000 B .*RAM 7000 B"):
-        driver._infeasible(state, est)
+        driver._infeasible(state, est, 0)

@@ -8,6 +8,7 @@ backends in ``tests/storage``).
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import threading
@@ -43,7 +44,8 @@ def _check_finished_within_budget(db, job_id: str, budget: int) -> list:
     return trials
 
 
-def test_run_once_completes_a_queued_job_then_an_interrupted_one(db, settings):
+def test_run_once_completes_a_queued_job_then_an_interrupted_one(db, settings, caplog):
+    caplog.set_level(logging.INFO, logger="sparsearch.service.scheduler")
     first = queue_job(db)
     second = queue_job(db, seed=1)
     db.set_job_status(second.id, "interrupted")
@@ -58,6 +60,13 @@ def test_run_once_completes_a_queued_job_then_an_interrupted_one(db, settings):
         trials = _check_finished_within_budget(db, job.id, 2)
         assert any(t.pareto for t in trials)
         assert db.get_job(job.id).hypervolume is not None
+    # Progress lines carry the job and the trial as fields (JSON logs turn them into keys).
+    done = [r for r in caplog.records if " completed: accuracy" in r.getMessage()]
+    assert {(r.job_id, r.trial_index) for r in done} == {
+        (t.job_id, t.index)
+        for job in (first, second)
+        for t in db.list_trials(job.id, status="completed")
+    }
 
 
 def test_a_failing_job_is_recorded_and_the_scheduler_goes_on(db, settings):

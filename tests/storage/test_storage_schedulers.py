@@ -129,8 +129,12 @@ def test_interrupt_stale_jobs(storage: Storage) -> None:
     assert storage.get_job(fresh_job).status == "running"
     assert storage.get_job(local_job).status == "running"
     assert storage.beat_job(stale_job, a) is False  # its old driver learns to stop
+    assert storage.holds_job(stale_job, a) is False
     resumed = storage.claim_next_job(statuses=("interrupted",), scheduler_id=b)
     assert resumed is not None and resumed.id == stale_job and resumed.scheduler_id == b
+    assert (storage.holds_job(stale_job, b), storage.holds_job(stale_job, a)) == (True, False)
+    assert storage.holds_job(fresh_job, b) and not storage.holds_job(local_job, b)
+    assert storage.holds_job("nope", b) is False
     assert resumed.error is None
     assert storage.interrupt_stale_jobs(stale_after=60) == []
 

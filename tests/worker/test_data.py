@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from sparsearch.worker.data import (
     load_dataset,
     read_idx,
     resize_inputs,
+    validate_npz_bytes,
 )
 
 # --- digits ----------------------------------------------------------------------------------
@@ -267,6 +269,12 @@ def _bad(tmp_path: Path, **changes) -> str:
         ({"x_train": np.zeros((30, 6), np.uint8)}, "shape"),
         ({"x_train": np.zeros((30, 6, 6, 5, 5), np.uint8)}, "shape"),
         ({"x_train": np.zeros((30, 6, 6, 6), np.uint8)}, "shape"),
+        ({"x_train": np.zeros((30, 3, 6, 3), np.uint8)}, "reads as N×C×H×W and as N×H×W×C"),
+        ({"x_train": np.zeros((30, 1, 6, 1), np.uint8)}, "np.transpose"),
+        ({"x_train": np.zeros((30, 6, 6), np.complex64)}, "not a plain number"),
+        ({"x_train": np.zeros((30, 6, 6), bool)}, "dtype bool"),
+        ({"y_test": np.full(9, 1000)}, "at most 1000 classes"),
+        ({"y_train": (np.arange(30) % 3).astype(bool)}, "dtype bool"),
         ({"x_test": np.zeros((9, 5, 5), np.uint8)}, "same"),
         ({"y_train": (np.arange(30) % 3).astype(np.float32)}, "dtype float32"),
         ({"y_test": np.arange(9) % 3 - 1}, "negative"),
@@ -287,6 +295,55 @@ def test_npz_object_arrays_refused(tmp_path: Path) -> None:
     arrays["y_train"] = np.array([1, "a"] * 15, dtype=object)
     with pytest.raises(DatasetError, match="pickled"):
         load_dataset(_npz(tmp_path, **arrays))
+
+
+def test_npz_header_promising_more_than_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    arrays = _arrays()
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w") as fh:
+                if key == "x_train":  # claims 10**9 images, holds 36 bytes: never allocated
+                    header = {"descr": "|u1", "fortran_order": False, "shape": (10**9, 6, 6)}
+                    np.lib.format.write_array_header_1_0(fh, header)
+                    fh.write(bytes(36))
+                else:
+                    np.lib.format.write_array(fh, value)
+    with pytest.raises(DatasetError, match="x_train is truncated"):
+        load_dataset(f"npz:{path}")
+
+
+def test_npz_fortran_order_and_big_endian(tmp_path: Path) -> None:
+    arrays = _arrays(shape=(6, 7))
+    expected = arrays["x_test"].astype(np.float32) / 7.0
+    arrays["x_test"] = np.asfortranarray(expected.astype(">f8"))
+    arrays["y_test"] = arrays["y_test"].astype(">i2")
+    arrays["x_train"] = arrays["x_train"].astype(np.float32) / 7.0
+    ds = load_dataset(_npz(tmp_path, **arrays))
+    np.testing.assert_allclose(ds.x_test[:, 0], expected, rtol=1e-6)
+    assert ds.y_test.dtype == np.int64 and ds.y_test.tolist() == (np.arange(9) % 3).tolist()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_validate_npz_bytes_matches_load_npz(tmp_path: Path, compressed: bool) -> None:
+    arrays = _arrays(shape=(6, 7, 3))
+    path = tmp_path / "d.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    summary = validate_npz_bytes(path.read_bytes(), max_decompressed=1 << 20)
+    ds = load_dataset(f"npz:{path}")
+    assert summary == {"num_classes": 3, "input_shape": [3, 6, 7], "n_train": 30, "n_test": 9}
+    assert summary["input_shape"] == list(ds.input_shape)
+    assert summary["n_train"] == len(ds.y_train) + len(ds.y_val)
+
+
+def test_validate_npz_bytes_caps_the_decompressed_size(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez_compressed(path, **_arrays(n=3000))  # ~108 KB of zeros-and-noise, inflated
+    data = path.read_bytes()
+    validate_npz_bytes(data, max_decompressed=1 << 20)
+    with pytest.raises(DatasetError, match="accepts at most 0.1 MiB") as info:
+        validate_npz_bytes(data, max_decompressed=100_000)
+    assert "SPARSEARCH_MAX_DATASET_MB" in info.value.hint
 
 
 def test_npz_missing_and_not_npz(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sparsearch.api.routes import artifacts, health, jobs, trials
+from sparsearch.api.metrics import install_metrics
+from sparsearch.api.routes import artifacts, datasets, health, jobs, trials
 from sparsearch.api.schemas import Problem
 from sparsearch.config import Settings
 from sparsearch.errors import (
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     app.state.settings = settings
     app.state.storage = storage
     install_error_handlers(app)
-    for module in (jobs, trials, artifacts, health):
+    install_metrics(app, storage)  # /metrics, request latency middleware
+    for module in (jobs, trials, artifacts, datasets, health):
         app.include_router(module.router)
     return app

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from sparsearch.storage.records import DATASET_ID_PATTERN
+
 T = TypeVar("T")
 
 MAX_BYTES = 1 << 30  # 1 GiB: far above any microcontroller, low enough to catch typos
@@ -63,9 +65,13 @@ class SpaceIn(_Strict):
     ) = None
 
 
+DatasetId = Annotated[str, Field(pattern=DATASET_ID_PATTERN, max_length=15)]
+
+
 class JobCreate(_Strict):
-    dataset: Literal["digits", "fashion-mnist"] = Field(
-        description="A built-in data set (file paths are for the local CLI only)"
+    dataset: Literal["digits", "fashion-mnist"] | DatasetId = Field(
+        description="A built-in data set, or the id of a dataset you uploaded "
+        "(`POST /v1/datasets`); file paths are for the local CLI only"
     )
     limits: LimitsIn
     budget: BudgetIn
@@ -147,6 +153,19 @@ class ArtifactPublic(BaseModel):
     size_bytes: int
     sha256: str
     url: str
+
+
+class DatasetPublic(BaseModel):
+    id: str = Field(description="Use it as a job's `dataset`")
+    name: str
+    owner: str
+    size_bytes: int = Field(description="Size of the uploaded .npz file")
+    sha256: str
+    num_classes: int
+    input_shape: list[int] = Field(description="[C, H, W] of one image")
+    n_train: int = Field(description="Training samples (a job carves its validation split here)")
+    n_test: int
+    created_at: datetime
 
 
 class Health(BaseModel):

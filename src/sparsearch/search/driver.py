@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 INFEASIBLE_STREAK_FACTOR = 20  # consecutive infeasible candidates allowed, times the budget
 RESUMABLE = ("queued", "running", "interrupted")
+#: What ``should_stop`` returns when the job is no longer this driver's: another scheduler took
+#: it over (this one's heartbeats went stale, e.g. the process was paused). The driver cancels its
+#: Ray tasks and writes nothing more: the job's rows belong to the new owner.
+LOST = "lost"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Progress:
     best_accuracy: float | None = None
     hypervolume: float = 0.0
     last_event: str = ""
+    trial_index: int | None = None  # the trial the last event is about (None: the job)
 
 
 @dataclass
@@ -77,7 +82,8 @@ class SearchDriver:
     """Drives one stored job to completion. ``trial_fn`` replaces ``run_trial`` (tests inject
     crashing trials through it); ``on_progress`` receives a Progress after every event;
     ``should_stop`` is polled before each ask and about once a second while trials run: it
-    returns None to go on, or the status the job should end with (e.g. ``"cancelled"``)."""
+    returns None to go on, or the status the job should end with (e.g. ``"cancelled"``), or
+    :data:`LOST` (checked again right before storing a new candidate or a result)."""
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class SearchDriver:
         a ``should_stop`` that fires ends it with the status it returned (no exception)."""
         import torch
 
+        from sparsearch.storage import is_dataset_id
         from sparsearch.worker.data import load_dataset
         from sparsearch.worker.remote import TrialRunner, init_ray
 
@@ -119,12 +126,15 @@ class SearchDriver:
                 "start a new search instead",
             )
         torch.set_num_threads(1)  # the driver only fits Ax models; workers get the cores
+        name = self.cfg.dataset
+        if self._data is None and is_dataset_id(name):  # an upload: the stored file
+            name = f"npz:{self.storage.dataset_path(name)}"
         data = self._data or load_dataset(
-            self.cfg.dataset, seed=self.cfg.seed, train_limit=self.cfg.train_limit
+            name, seed=self.cfg.seed, train_limit=self.cfg.train_limit
         )
         self._num_classes, self._input_shape = data.num_classes, data.input_shape
         # Small data sets need small batches to get enough optimizer steps in a few epochs.
-        self._batch_size = 32 if len(data.y_train) < 5000 else 128
+        self._batch_size = 16 if len(data.y_train) < 5000 else 128
         self.storage.fail_unfinished_trials(self.job.id, "interrupted")
         self.storage.set_job_status(self.job.id, "running")
         state = _State()
@@ -168,10 +178,11 @@ class SearchDriver:
                 if cand is None:  # Ax's initial design waits for results: wait, don't go random
                     waiting_for_data = True
                     break
+                self._check_lost()  # the ask may take seconds: is the index still ours to use?
                 spec = self._consider(cand, state)
                 if spec is not None:
                     state.inflight[runner.submit(spec, data_ref)] = cand.index
-                    self._emit(f"trial {cand.index} started ({cand.generator})")
+                    self._emit(f"trial {cand.index} started ({cand.generator})", cand.index)
             if not state.inflight:
                 if waiting_for_data:
                     raise SearchError("the optimizer produced no candidate and no trial is running")
@@ -180,6 +191,7 @@ class SearchDriver:
             while ref is None:  # short waits keep Ctrl-C and should_stop responsive
                 self._check_stop()
                 ref = runner.wait_one(list(state.inflight), timeout=1.0)
+            self._check_lost()  # a result that arrives after a takeover is not recorded
             index = state.inflight.pop(ref)
             self._record_outcome(index, runner.result(ref), state.estimates.pop(index))
 
@@ -187,6 +199,11 @@ class SearchDriver:
         status = self._should_stop()
         if status is not None:
             raise _Stop(status)
+
+    def _check_lost(self) -> None:
+        """Stop (writing nothing) if the job was taken over; a cancel waits for _check_stop."""
+        if self._should_stop() == LOST:
+            raise _Stop(LOST)
 
     def _consider(self, cand: Candidate, state: _State) -> TrialSpec | None:
         """Store the candidate; return its TrialSpec if it should train, None if infeasible."""
@@ -211,7 +228,7 @@ class SearchDriver:
                 **common,
             )
             self.ax.tell_failed(cand.index, e.message)
-            self._infeasible(state, None)
+            self._infeasible(state, None, cand.index)
             return None
         estimates = {
             k: est[k]
@@ -231,7 +248,7 @@ class SearchDriver:
             self.ax.tell_estimate_only(
                 cand.index, flash=accounted_flash(cfg, est), ram=est["ram_bytes"]
             )
-            self._infeasible(state, est)
+            self._infeasible(state, est, cand.index)
             return None
         state.infeasible_streak = 0
         self.storage.add_trial(
@@ -273,13 +290,13 @@ class SearchDriver:
             "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)",
         )
 
-    def _infeasible(self, state: _State, est: dict[str, int] | None) -> None:
+    def _infeasible(self, state: _State, est: dict[str, int] | None, index: int) -> None:
         self.progress.infeasible += 1
         state.infeasible_streak += 1
         if est is not None:
             for key in ("flash_bytes", "nnz_flash_bytes", "ram_bytes", "macs"):
                 state.smallest[key] = min(state.smallest.get(key, est[key]), est[key])
-        self._emit("candidate over a limit by estimate")
+        self._emit(f"candidate {index} over a limit by estimate", index)
         if state.infeasible_streak >= INFEASIBLE_STREAK_FACTOR * self.cfg.budget.trials:
             self._too_tight(state.smallest, f"of {state.infeasible_streak} candidates in a row")
 
@@ -299,7 +316,7 @@ class SearchDriver:
             )
             self.ax.tell_failed(index, outcome.reason)
             self.progress.failed += 1
-            self._emit(f"trial {index} failed: {outcome.reason}")
+            self._emit(f"trial {index} failed: {outcome.reason}", index)
             return
         self.storage.finish_trial(
             self.job.id,
@@ -324,7 +341,7 @@ class SearchDriver:
         )
         self.progress.completed += 1
         self._refresh_front()
-        self._emit(f"trial {index} completed: accuracy {outcome.accuracy:.3f}")
+        self._emit(f"trial {index} completed: accuracy {outcome.accuracy:.3f}", index)
 
     # -- front, resume, abort ------------------------------------------------------------------
 
@@ -402,14 +419,17 @@ class SearchDriver:
             if runner is not None:
                 runner.cancel(ref)
         state.inflight.clear()
+        if job_status == LOST:
+            return  # another scheduler owns the job (and its trial rows) now
         try:
             self.storage.fail_unfinished_trials(self.job.id, trial_reason)
             self.storage.set_job_status(self.job.id, job_status, error=error)
         except SparsearchError:
             log.exception("could not record the job's end state")
 
-    def _emit(self, event: str) -> None:
+    def _emit(self, event: str, trial_index: int | None = None) -> None:
         self.progress.last_event = event
+        self.progress.trial_index = trial_index
         self._on_progress(self.progress)
 
 

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 CLAIMABLE: tuple[str, ...] = ("queued", "interrupted")
 
 
+def _log_progress(p: Any) -> None:
+    """One log line per driver event, with the job and (if any) the trial as fields."""
+    extra = {"job_id": p.job_id, "trial_index": p.trial_index}
+    log.info("job %s: %s", p.job_id, p.last_event, extra=extra)
+
+
 class Scheduler:
     """Claims ``queued``/``interrupted`` jobs one at a time and runs each to its end.
 
@@ -51,6 +57,7 @@ class Scheduler:
         self._signalled = False
         self._handling_signals = False
         self._lost: str | None = None  # a job whose heartbeat found it no longer ours
+        self._gave_up: str | None = None  # a job whose driver stopped because it was lost
         self._ray_started = False
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -128,35 +135,33 @@ class Scheduler:
         if self._stop.is_set():
             return False
         self.start()
-        # Jobs of schedulers that died without a word become `interrupted`, so they resume.
-        for stale in self.storage.interrupt_stale_jobs(
-            stale_after=self.settings.stale_after_seconds
-        ):
-            log.warning("job %s: its scheduler stopped sending heartbeats; interrupted", stale)
+        self._interrupt_stale()
         job = self.storage.claim_next_job(CLAIMABLE, scheduler_id=self.id)
         if job is None:
             return False
         try:
+            # A job lost before may come back to us (its new owner died too).
+            self._lost = self._gave_up = None
             self._job_id = job.id
-            log.info("job %s claimed (%s)", job.id, job.dataset)
+            log.info("job %s claimed (%s)", job.id, job.dataset, extra={"job_id": job.id})
             self._drive(job.id)
         except (KeyboardInterrupt, SystemExit) as e:
             # SystemExit: Ray's own SIGTERM handler, live for a moment while ray.init runs.
             self._job_id = None  # a second signal must not interrupt the clean-up
             self._stop.set()
             self._leave(job.id, "interrupted", "interrupted", None)
-            log.info("job %s interrupted", job.id)
+            log.info("job %s interrupted", job.id, extra={"job_id": job.id})
             if isinstance(e, SystemExit):
                 raise KeyboardInterrupt from e
             raise
         except SparsearchError as e:
             self._job_id = None
             self._leave(job.id, "failed", "job failed", str(e))
-            log.warning("job %s failed: %s", job.id, e)
+            log.warning("job %s failed: %s", job.id, e, extra={"job_id": job.id})
         except Exception as e:  # noqa: BLE001 - one broken job must not stop the scheduler
             self._job_id = None
             self._leave(job.id, "failed", "job failed", f"{type(e).__name__}: {e}")
-            log.exception("job %s failed", job.id)
+            log.exception("job %s failed", job.id, extra={"job_id": job.id})
         finally:
             self._job_id = None
         return True
@@ -177,23 +182,51 @@ class Scheduler:
             ray_address=s.ray_address,
             ray_num_cpus=s.ray_num_cpus,
             ray_object_store_mb=s.ray_object_store_mb,
-            on_progress=lambda p: log.info("job %s: %s", p.job_id, p.last_event),
+            on_progress=_log_progress,
             should_stop=lambda: self._should_stop(job_id),
         ).run()
-        log.info("job %s %s", job_id, info.status)
+        # (Not self._lost: the heartbeat thread also sets it for a job that just ended.)
+        if self._gave_up == job_id:
+            log.warning(
+                "job %s was taken over by another scheduler; left to it",
+                job_id,
+                extra={"job_id": job_id},
+            )
+            return
+        log.info("job %s %s", job_id, info.status, extra={"job_id": job_id})
+
+    def _interrupt_stale(self) -> None:
+        """Jobs of schedulers that died without a word become ``interrupted`` (their in-flight
+        trials failed "scheduler lost"), so the next idle scheduler resumes them."""
+        for stale in self.storage.interrupt_stale_jobs(
+            stale_after=self.settings.stale_after_seconds
+        ):
+            log.warning(
+                "job %s: its scheduler stopped sending heartbeats; interrupted",
+                stale,
+                extra={"job_id": stale},
+            )
 
     def _should_stop(self, job_id: str) -> str | None:
+        from sparsearch.search.driver import LOST
+
+        # Lost: another scheduler took the job over after our heartbeats went stale (say this
+        # process was paused). Asked of the database on every call, not only by the heartbeat
+        # thread: after a pause the driver's thread may run first. The driver then stops
+        # without writing, so it cannot interrupt the new owner's job or fail its trials.
+        if self._lost == job_id or not self.storage.holds_job(job_id, self.id):
+            self._lost = self._gave_up = job_id
+            return LOST
         if self.storage.is_cancel_requested(job_id):
             return "cancelled"
-        # Lost: another scheduler took the job over after our heartbeats went stale; stop
-        # adding trials to it at once.
-        return "interrupted" if self._stop.is_set() or self._lost == job_id else None
+        return "interrupted" if self._stop.is_set() else None
 
     def _leave(self, job_id: str, status: str, trial_reason: str, error: str | None) -> None:
         """Make sure a job this scheduler claimed does not stay ``running`` when it lets go
         (the driver records its own end state; this covers failures before its loop starts)."""
         try:
-            if self.storage.get_job(job_id).status == "running":
+            # Only while the job is still ours: after a takeover its rows are the new owner's.
+            if self.id is not None and self.storage.holds_job(job_id, self.id):
                 self.storage.fail_unfinished_trials(job_id, trial_reason)
                 self.storage.set_job_status(job_id, status, error=error)
         except SparsearchError:
@@ -216,7 +249,13 @@ class Scheduler:
                         "job %s is no longer held by scheduler %s; stopping it",
                         job_id,
                         scheduler_id,
+                        extra={"job_id": job_id},
                     )
+                if job_id is not None:
+                    # Busy schedulers rescan too (idle ones do before every claim), so a dead
+                    # scheduler's job shows `interrupted` within stale_after + one beat even
+                    # when every live scheduler is busy; an idle one then resumes it.
+                    self._interrupt_stale()
             except Exception:  # noqa: BLE001 - a missed beat is logged; the next one retries
                 log.exception("heartbeat of scheduler %s failed", scheduler_id)
 

@@ -202,7 +202,9 @@ def run_server(
     from sparsearch.api.app import create_app
 
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # JSON logs: uvicorn's lines go through the root (JSON) handler instead of its own text one.
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=log_config))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Before uvicorn installs its handlers and after it restores ours (it re-raises the

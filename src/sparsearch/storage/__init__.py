@@ -2,7 +2,7 @@
 
 Only this package talks SQL. Open one with :func:`open_storage` (migrates on first use);
 everything it returns is a frozen record (:class:`JobInfo`, :class:`TrialInfo`,
-:class:`ArtifactInfo`, :class:`TokenInfo`).
+:class:`ArtifactInfo`, :class:`TokenInfo`, :class:`DatasetInfo`).
 """
 
 from .engine import mask_url
@@ -12,6 +12,7 @@ from .records import (
     ACTIVE_JOB_STATUSES,
     ARTIFACT_KINDS,
     BUDGET_TRIAL_STATUSES,
+    DATASET_ID_PATTERN,
     ESTIMATE_KEYS,
     FINISHED_JOB_STATUSES,
     FINISHED_TRIAL_STATUSES,
@@ -23,9 +24,11 @@ from .records import (
     ArtifactInfo,
     ClaimInfo,
     ConflictError,
+    DatasetInfo,
     JobInfo,
     TokenInfo,
     TrialInfo,
+    is_dataset_id,
 )
 from .repository import Storage, open_storage
 
@@ -33,6 +36,7 @@ __all__ = [
     "ACTIVE_JOB_STATUSES",
     "ARTIFACT_KINDS",
     "BUDGET_TRIAL_STATUSES",
+    "DATASET_ID_PATTERN",
     "ESTIMATE_KEYS",
     "FINISHED_JOB_STATUSES",
     "FINISHED_TRIAL_STATUSES",
@@ -46,11 +50,13 @@ __all__ = [
     "ArtifactInfo",
     "ClaimInfo",
     "ConflictError",
+    "DatasetInfo",
     "JobInfo",
     "Storage",
     "TokenInfo",
     "TrialInfo",
     "head_revision",
+    "is_dataset_id",
     "mask_url",
     "open_storage",
     "upgrade",

@@ -23,6 +23,8 @@ def check_job_id(job_id: str) -> str:
             f"invalid job id {job_id!r}: use 1-64 letters, digits, '-' or '_' "
             "(starting with a letter or digit)"
         )
+    if job_id == "datasets":  # the artifact folder of uploaded datasets (storage/datasets.py)
+        raise ValueError("job id 'datasets' is reserved; use another id")
     return job_id
 
 

@@ -180,3 +180,21 @@ class JobClaim(Base):
     scheduler_id: Mapped[str | None] = mapped_column(String(128))
     previous_status: Mapped[str] = mapped_column(String(16))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    """A dataset uploaded to the service; its ``.npz`` is ``<artifact_dir>/datasets/<id>.npz``."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (Index("ix_datasets_owner", "owner"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    num_classes: Mapped[int] = mapped_column(Integer)
+    input_shape: Mapped[list[int]] = mapped_column(JSON)  # [C, H, W]
+    n_train: Mapped[int] = mapped_column(Integer)
+    n_test: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

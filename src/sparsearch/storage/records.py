@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,18 @@ ESTIMATE_KEYS: tuple[str, ...] = (
 )
 #: Keys ``finish_trial(metrics=...)`` accepts.
 METRIC_KEYS: tuple[str, ...] = ("accuracy", "test_accuracy", *ESTIMATE_KEYS)
+
+
+#: Ids of uploaded datasets: ``ds_`` + 12 hex digits. A job's ``dataset`` that matches names an
+#: upload (never a path); the file is ``<artifact_dir>/datasets/<id>.npz``.
+DATASET_ID_PATTERN = r"^ds_[0-9a-f]{12}$"
+_DATASET_ID = re.compile(DATASET_ID_PATTERN)
+
+
+def is_dataset_id(value: object) -> bool:
+    """Whether ``value`` is the id of an uploaded dataset (as opposed to a built-in name or a
+    local ``npz:``/``idx:`` path)."""
+    return isinstance(value, str) and _DATASET_ID.fullmatch(value) is not None
 
 
 class ConflictError(StorageError):
@@ -259,5 +272,39 @@ class ClaimInfo:
     claimed_at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "scheduler_id": self.scheduler_id,
-                "previous_status": self.previous_status, "claimed_at": _iso(self.claimed_at)}
+        return {
+            "job_id": self.job_id,
+            "scheduler_id": self.scheduler_id,
+            "previous_status": self.previous_status,
+            "claimed_at": _iso(self.claimed_at),
+        }
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """An uploaded dataset: who owns it, what it holds, and the stored file's size and sha256."""
+
+    id: str
+    owner: str
+    name: str
+    size_bytes: int
+    sha256: str
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    n_train: int
+    n_test: int
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "created_at": _iso(self.created_at),
+        }

@@ -1,8 +1,8 @@
 """The Storage repository: every method is one transaction and returns frozen records.
 
 ``Storage`` is the one entry point; its methods live in parts: jobs (``jobs.py``), scheduler
-heartbeats and claims (``schedulers.py``), API tokens (``tokens.py``), and trials and
-artifacts here.
+heartbeats and claims (``schedulers.py``), API tokens (``tokens.py``), monitoring aggregates
+(``stats.py``), uploaded datasets (``datasets.py``), and trials and artifacts here.
 
 Errors: ``NotFoundError`` for a missing job/trial/artifact/token/scheduler (and for another
 owner's job when ``owner=`` is given), ``ConflictError`` (a ``StorageError``) for a duplicate
@@ -24,6 +24,7 @@ from ..errors import NotFoundError
 from . import _convert as cv
 from ._session import JOBS_HINT, job_row, trial_row
 from .artifacts import check_kind, missing_artifact
+from .datasets import DatasetsMixin
 from .engine import build_engine, check_connection
 from .jobs import JobsMixin
 from .migrations import ensure_schema
@@ -36,6 +37,7 @@ from .records import (
     check_trial_status,
 )
 from .schedulers import SchedulersMixin
+from .stats import StatsMixin
 from .tokens import TokensMixin
 
 
@@ -56,9 +58,9 @@ def open_storage(url: str, artifact_dir: Path | str, *, migrate: bool = True) ->
         raise
 
 
-class Storage(JobsMixin, SchedulersMixin, TokensMixin):
-    """Jobs, trials, artifacts, tokens and scheduler heartbeats in one SQL database plus an
-    artifact directory. Construct with :func:`open_storage`."""
+class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin):
+    """Jobs, trials, artifacts, tokens, scheduler heartbeats and uploaded datasets in one SQL
+    database plus an artifact directory. Construct with :func:`open_storage`."""
 
     # -- trials -------------------------------------------------------------------------
 

@@ -114,8 +114,14 @@ class SchedulersMixin(StorageBase):
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:
-                    s.add(JobClaim(job_id=job_id, scheduler_id=scheduler_id,
-                                   previous_status=previous, claimed_at=now))
+                    s.add(
+                        JobClaim(
+                            job_id=job_id,
+                            scheduler_id=scheduler_id,
+                            previous_status=previous,
+                            claimed_at=now,
+                        )
+                    )
                     return cv.job_info(s.get_one(Job, job_id, populate_existing=True))
             return None
 
@@ -125,9 +131,15 @@ class SchedulersMixin(StorageBase):
             rows = s.scalars(
                 select(JobClaim).where(JobClaim.job_id == job_id).order_by(JobClaim.id)
             ).all()
-            return [ClaimInfo(job_id=r.job_id, scheduler_id=r.scheduler_id,
-                              previous_status=r.previous_status, claimed_at=r.claimed_at)
-                    for r in rows]
+            return [
+                ClaimInfo(
+                    job_id=r.job_id,
+                    scheduler_id=r.scheduler_id,
+                    previous_status=r.previous_status,
+                    claimed_at=r.claimed_at,
+                )
+                for r in rows
+            ]
 
     def beat_job(self, job_id: str, scheduler_id: str) -> bool:
         """Record that ``scheduler_id`` still runs the job. False if the job is gone, no longer
@@ -141,6 +153,13 @@ class SchedulersMixin(StorageBase):
                 .execution_options(synchronize_session=False)
             )
             return result.rowcount == 1
+
+    def holds_job(self, job_id: str, scheduler_id: str) -> bool:
+        """Whether the job is ``running`` under ``scheduler_id`` (a read, unlike ``beat_job``).
+        False once another scheduler took it over, or when it ended or is gone."""
+        with self._tx("reading a job's scheduler") as s:
+            row = s.execute(select(Job.status, Job.scheduler_id).where(Job.id == job_id)).first()
+        return row is not None and row.status == "running" and row.scheduler_id == scheduler_id
 
     def is_cancel_requested(self, job_id: str) -> bool:
         """Whether a user asked to cancel the job. NotFoundError if it does not exist."""

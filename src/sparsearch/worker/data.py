@@ -5,12 +5,20 @@ Names: ``digits`` (scikit-learn), ``fashion-mnist`` (Debian package ``dataset-fa
 Every dataset comes back with a stratified validation split carved from its training data (the
 search objective) and an untouched test split. Images are float32 (N, C, H, W) in [0, 1] for
 uint8 sources; labels int64 in 0..num_classes-1.
+
+An npz (a local ``npz:<path>`` or a file uploaded to the service, checked first by
+:func:`validate_npz_bytes`) follows one set of rules: numeric arrays only (nothing is
+unpickled), images N×H×W, N×H×W×C or N×C×H×W with C <= 4 (a 4-D array where both dim 1 and
+dim 3 are <= 4 is ambiguous and refused), uint8 / 0-255 integer / finite float images, integer
+labels in [0, classes) with classes = largest label + 1 >= 2, matching lengths.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sparsearch.errors import DatasetError
+from sparsearch.worker._npz import check_zip_directory, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +51,6 @@ _IDX_DTYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
-_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,106 +240,170 @@ def load_idx_folder(folder: Path, *, missing_hint: str | None = None) -> tuple[n
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, ...]:
-    """(x_train, y_train, x_test, y_test) from an ``.npz`` archive, validated."""
+    """(x_train, y_train, x_test, y_test) from an ``.npz`` archive, validated by the same rules
+    as an upload (:func:`validate_npz_bytes`), without its size caps (the file is the user's)."""
     if not path.is_file():
         raise DatasetError(f"npz file {path} does not exist", hint="check the path after npz:")
     if not zipfile.is_zipfile(path):
         raise DatasetError(
             f"{path} is not an npz archive", hint="save it with numpy.savez(path, x_train=...)"
         )
+    subject = f"npz file {path}"  # name the file: the user may have several
+    raw = read_npz(path, max_decompressed=None, subject=subject)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            absent = [k for k in _NPZ_KEYS if k not in archive.files]
-            if absent:
-                raise DatasetError(
-                    f"npz file {path} lacks {', '.join(absent)}",
-                    hint=f"it must hold {', '.join(_NPZ_KEYS)}; it holds "
-                    f"{', '.join(archive.files) or 'nothing'}",
-                )
-            raw = {k: archive[k] for k in _NPZ_KEYS}
-    except ValueError as e:  # object arrays need pickle, which is refused for safety
-        kind = "holds object (pickled) arrays" if "pickle" in str(e) else "is malformed"
+        x_train, y_train, x_test, y_test, _ = _check_npz(raw)
+    except DatasetError as e:
+        raise DatasetError(f"{subject}: {e.message}", hint=e.hint) from None
+    return (
+        _to_float_images(x_train, "x_train"),
+        y_train,
+        _to_float_images(x_test, "x_test"),
+        y_test,
+    )
+
+
+def validate_npz_bytes(data: bytes, *, max_decompressed: int) -> dict[str, Any]:
+    """Check an uploaded ``.npz`` without trusting it; return its summary
+    ``{"num_classes", "input_shape": [C, H, W], "n_train", "n_test"}``.
+
+    A zip directory of more than 64 KiB (thousands of members) is refused before it is parsed.
+    The archive's declared sizes must add up to at most ``max_decompressed`` bytes, and members
+    are read through a stream that stops at that many bytes (headers can lie). Arrays are parsed
+    from their ``.npy`` headers without numpy's loader: object (pickled) arrays are refused
+    before anything is unpickled, and an array whose header promises more data than the member
+    holds is refused before anything is allocated. Then the rules of :func:`load_npz` apply.
+    Every rejection is a DatasetError whose hint says what to fix.
+    """
+    if not zipfile.is_zipfile(io.BytesIO(data)):
         raise DatasetError(
-            f"npz file {path} {kind}: {e}",
-            hint="store plain numeric arrays (uint8/float images, integer labels)",
-        ) from e
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DatasetError(f"cannot read npz file {path}: {e}", hint="re-create the file") from e
-    try:
-        return _npz_arrays(raw)
-    except DatasetError as e:  # name the file: the user may have several
-        raise DatasetError(f"npz file {path}: {e.message}", hint=e.hint) from None
+            "the file is not an npz (zip) archive",
+            hint="save the arrays with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+            "y_test=...) or numpy.savez_compressed and upload that file",
+        )
+    check_zip_directory(data, "the uploaded file")
+    x_train, y_train, x_test, y_test, num_classes = _check_npz(
+        read_npz(io.BytesIO(data), max_decompressed=max_decompressed, subject="the uploaded file")
+    )
+    return {
+        "num_classes": num_classes,
+        "input_shape": [int(v) for v in x_train.shape[1:]],
+        "n_train": len(y_train),
+        "n_test": len(y_test),
+    }
 
 
-def _npz_arrays(raw: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+# --- npz: the rules every npz meets (local file or upload) ------------------------------------
+
+
+def _check_npz(raw: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    """(x_train, y_train, x_test, y_test, num_classes): images as (N, C, H, W) views in their
+    stored dtype (checked, not yet converted), labels int64 in [0, num_classes)."""
     out: list[np.ndarray] = []
     for split in ("train", "test"):
-        x, y = raw[f"x_{split}"], raw[f"y_{split}"]
-        if x.size == 0 or y.size == 0:
-            raise DatasetError(f"npz x_{split}/y_{split} are empty", hint="store at least 1 sample")
+        x = _to_nchw(raw[f"x_{split}"], f"x_{split}")
+        y = raw[f"y_{split}"]
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
             raise DatasetError(
-                f"npz y_{split} has shape {y.shape}", hint="labels must be a 1-D array of ints"
+                f"npz y_{split} has shape {y.shape}",
+                hint="labels must be a 1-D array of integers, one per image",
             )
+        if x.size == 0 or y.size == 0:
+            raise DatasetError(f"npz x_{split}/y_{split} are empty", hint="store at least 1 sample")
         if len(x) != len(y):
             raise DatasetError(
                 f"npz x_{split} has {len(x)} samples but y_{split} has {len(y)}",
-                hint="x and y of a split must have the same length",
+                hint="x and y of a split must have the same length (one label per image)",
             )
-        out += [_to_float_images(_to_nchw(x, f"x_{split}"), f"x_{split}"), _to_labels(y, split)]
+        _check_images(x, f"x_{split}")
+        out += [x, _to_labels(y, split)]
     if out[0].shape[1:] != out[2].shape[1:]:
         raise DatasetError(
-            f"npz x_train images are {out[0].shape[1:]} but x_test images are {out[2].shape[1:]}",
+            f"npz x_train images are {out[0].shape[1:]} (C, H, W) but x_test images are "
+            f"{out[2].shape[1:]}",
             hint="train and test images must have the same (C, H, W)",
         )
-    return tuple(out)
+    num_classes = _check_labels(out[1], out[3])
+    _check_stratifiable(out[1])
+    return (*out, num_classes)
 
 
 # --- validation helpers -----------------------------------------------------------------------
+
+#: Accepted image layouts, as the docs state them.
+LAYOUT_HINT = (
+    "images must be N×H×W, N×H×W×C or N×C×H×W with C <= 4 channels; a 4-D array is read as "
+    "N×C×H×W when dim 1 <= 4 and as N×H×W×C when dim 3 <= 4, and only one of them may be <= 4"
+)
+#: The most classes a dataset may have (labels are 0..MAX_CLASSES-1).
+MAX_CLASSES = 1000
 
 
 def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:
-        if x.shape[1] <= 4:  # NCHW wins when both readings fit (PyTorch's layout)
+        channels_first, channels_last = x.shape[1] <= 4, x.shape[3] <= 4
+        if channels_first and channels_last:
+            raise DatasetError(
+                f"{what} has shape {x.shape}, which reads as N×C×H×W and as N×H×W×C",
+                hint="store it as N×C×H×W (from N×H×W×C: np.transpose(x, (0, 3, 1, 2))) or as "
+                "N×H×W×C (from N×C×H×W: np.transpose(x, (0, 2, 3, 1))) so that only the "
+                "channel dimension is <= 4, or as N×H×W if it has one channel",
+            )
+        if channels_first:
             return x
-        if x.shape[3] <= 4:
+        if channels_last:
             return np.moveaxis(x, 3, 1)
+    raise DatasetError(f"{what} has shape {x.shape}", hint=LAYOUT_HINT)
+
+
+def _check_images(x: np.ndarray, what: str) -> None:
+    """Images are uint8, integers in 0..255, or finite floats; anything else is refused."""
+    if x.dtype == np.uint8:
+        return
+    if np.issubdtype(x.dtype, np.floating):
+        per_image = max(1, x.size // max(1, len(x)))
+        step = max(1, (1 << 22) // per_image)  # bounded temporaries on big arrays
+        if not all(np.isfinite(x[i : i + step]).all() for i in range(0, len(x), step)):
+            raise DatasetError(f"{what} holds NaN or infinite values", hint="clean the data")
+        return
+    if np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0 and x.max() <= 255:
+        return
     raise DatasetError(
-        f"{what} has shape {x.shape}",
-        hint="images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C <= 4",
+        f"{what} has dtype {x.dtype}",
+        hint="images must be uint8 (0-255, scaled to [0, 1]), integers within 0-255, or "
+        "floating point",
     )
 
 
 def _to_float_images(x: np.ndarray, what: str) -> np.ndarray:
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+    _check_images(x, what)
     if np.issubdtype(x.dtype, np.floating):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.isfinite(x).all():
-            raise DatasetError(f"{what} holds NaN or infinite values", hint="clean the data")
-        return x
-    if np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0 and x.max() <= 255:
-        return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
-    raise DatasetError(
-        f"{what} has dtype {x.dtype}",
-        hint="images must be uint8 (0-255, scaled to [0, 1]) or floating point",
-    )
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
 
 
 def _to_labels(y: np.ndarray, split: str = "") -> np.ndarray:
     where = f"y_{split}" if split else "labels"
     if not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        raise DatasetError(f"{where} has dtype {y.dtype}", hint="labels must be integers 0..K-1")
+        raise DatasetError(
+            f"{where} has dtype {y.dtype}",
+            hint="labels must be integers 0..K-1 (whole-number floats: y.astype(np.int64))",
+        )
     if y.size and y.min() < 0:
         raise DatasetError(f"{where} holds negative labels", hint="labels must be integers 0..K-1")
+    if y.size and y.max() >= MAX_CLASSES:
+        raise DatasetError(
+            f"{where} holds label {int(y.max())}; at most {MAX_CLASSES} classes are supported",
+            hint="labels must be integers 0..K-1: renumber the classes consecutively from 0",
+        )
     return y.astype(np.int64)
 
 
 def _check_labels(y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """Labels are 0..num_classes-1 with num_classes = largest label + 1; training needs >= 2."""
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     present = np.unique(y_train)
     if len(present) < 2:
@@ -339,6 +411,27 @@ def _check_labels(y_train: np.ndarray, y_test: np.ndarray) -> int:
             f"the training labels hold {len(present)} class", hint="a classifier needs >= 2 classes"
         )
     return num_classes
+
+
+def _check_stratifiable(y_train: np.ndarray, val_fraction: float = 0.2) -> None:
+    """Fail now, not when a job starts, if the validation split that every job carves from the
+    training data (stratified, ``val_fraction``) is impossible: sklearn's own conditions."""
+    counts = np.bincount(y_train)
+    singles = np.flatnonzero(counts == 1)
+    if len(singles):
+        raise DatasetError(
+            f"class {int(singles[0])} has only 1 training sample; a stratified validation "
+            "split needs at least 2 per class",
+            hint="add training samples of that class or drop the class (and renumber labels)",
+        )
+    n_classes = int(np.count_nonzero(counts))
+    n_val = math.ceil(val_fraction * len(y_train))
+    if min(n_val, len(y_train) - n_val) < n_classes:
+        raise DatasetError(
+            f"{len(y_train)} training samples are too few for a stratified validation split "
+            f"of {val_fraction:.0%} over {n_classes} classes",
+            hint=f"store at least {math.ceil(n_classes / val_fraction)} training samples",
+        )
 
 
 def _stratified_split(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
@@ -11,6 +11,7 @@ from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.schemas import JobCreate, JobPublic, Page
 from sparsearch.api.views import job_public, jobs_public
 from sparsearch.jobconfig import JobConfig, default_space
+from sparsearch.storage.records import is_dataset_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -55,6 +56,20 @@ def _config(body: JobCreate) -> JobConfig:
     )
 
 
+def _check_uploaded(storage: Any, dataset_id: str, owner: str) -> None:
+    """A job may name only its owner's uploads: any other id is a 422 on the body."""
+    from sparsearch.errors import NotFoundError
+
+    try:
+        storage.get_dataset(dataset_id, owner=owner)
+    except NotFoundError:
+        raise HTTPException(
+            422,
+            f"dataset: unknown dataset id {dataset_id!r}; upload the data with "
+            "POST /v1/datasets and use the id it returns (GET /v1/datasets lists yours)",
+        ) from None
+
+
 @router.post(
     "",
     status_code=201,
@@ -71,6 +86,8 @@ def create_job(
             f"maximum of {settings.max_trials}",
         )
     cfg = _config(body)
+    if is_dataset_id(body.dataset):
+        _check_uploaded(storage, body.dataset, owner)
     active = storage.count_active_jobs(owner)
     if active >= settings.max_active_jobs_per_owner:
         raise HTTPException(

@@ -26,8 +26,9 @@ def upgrade() -> None:
         sa.Column("scheduler_id", sa.String(128), nullable=True),
         sa.Column("previous_status", sa.String(16), nullable=False),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_job_claims_job_id_jobs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name="fk_job_claims_job_id_jobs", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_job_claims"),
     )
     op.create_index("ix_job_claims_job_id", "job_claims", ["job_id"])

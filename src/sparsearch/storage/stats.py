@@ -1,0 +1,68 @@
+"""Aggregates for monitoring (part of ``Storage``): counts by status and timing histograms.
+
+Read-only and owner-blind: every method sums over all owners and returns numbers only, never
+ids or names. Each is a single aggregate query (``COUNT``/``SUM`` with one ``CASE`` per
+histogram bucket), so a scrape costs the same however many trials are stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from sqlalchemy import case, func, select
+
+from ._base import StorageBase
+from .models import Job, Trial
+from .records import JOB_STATUSES, TRIAL_STATUSES
+
+#: Trial columns :meth:`StatsMixin.trial_seconds` can summarise.
+SECONDS_COLUMNS: dict[str, object] = {
+    "train_seconds": Trial.train_seconds,
+    "gen_seconds": Trial.gen_seconds,
+}
+
+
+class StatsMixin(StorageBase):
+    def job_status_counts(self) -> dict[str, int]:
+        """Jobs per status, every status of ``JOB_STATUSES`` present (0 when none)."""
+        query = select(Job.status, func.count()).group_by(Job.status)
+        with self._tx("counting jobs by status") as s:
+            found = {status: int(n) for status, n in s.execute(query)}
+        return {status: found.get(status, 0) for status in JOB_STATUSES}
+
+    def trial_status_counts(self) -> dict[str, int]:
+        """Trials per status (all jobs), every status of ``TRIAL_STATUSES`` present."""
+        query = select(Trial.status, func.count()).group_by(Trial.status)
+        with self._tx("counting trials by status") as s:
+            found = {status: int(n) for status, n in s.execute(query)}
+        return {status: found.get(status, 0) for status in TRIAL_STATUSES}
+
+    def trial_seconds(
+        self,
+        column: Literal["train_seconds", "gen_seconds"],
+        buckets: Sequence[float],
+    ) -> tuple[list[int], float, int]:
+        """A histogram of a trial timing column over every trial that has a value.
+
+        Returns ``(bucket_counts, sum, count)``: ``bucket_counts[i]`` is the number of values
+        ``<= buckets[i]`` (cumulative, as Prometheus' ``le`` buckets), ``count`` the number of
+        non-NULL values (the ``+Inf`` bucket). ``buckets`` must be finite and increasing;
+        ValueError for an unknown column or bad buckets.
+        """
+        if column not in SECONDS_COLUMNS:
+            raise ValueError(
+                f"unknown timing column {column!r}; choose one of {', '.join(SECONDS_COLUMNS)}"
+            )
+        bounds = [float(b) for b in buckets]
+        if not all(math.isfinite(b) for b in bounds) or any(
+            a >= b for a, b in zip(bounds, bounds[1:], strict=False)
+        ):
+            raise ValueError(f"buckets must be finite and increasing, got {list(buckets)}")
+        col = SECONDS_COLUMNS[column]
+        terms = [func.sum(case((col <= b, 1), else_=0)) for b in bounds]
+        query = select(func.count(col), func.coalesce(func.sum(col), 0.0), *terms)
+        with self._tx(f"summarising trial {column}") as s:
+            count, total, *counts = s.execute(query).one()
+        return [int(c or 0) for c in counts], float(total or 0.0), int(count or 0)
