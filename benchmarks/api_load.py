@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx  # only for the readiness probe
 
 SPARSEARCH = str(Path(sys.executable).with_name("sparsearch"))
 PG_ADMIN = os.environ.get(
@@ -86,56 +86,88 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def load(
-    base: str, token: str, job_id: str, rate: float, seconds: float, n_trials: int
-) -> dict:
-    paths = []
-    for k in range(int(rate * seconds)):
-        if k % 2 == 0:
-            paths.append(f"/v1/jobs/{job_id}/pareto?limit=50")
-        else:
-            offset = (k * 50) % n_trials
-            sort = ("index", "-accuracy", "flash_bytes", "ram_bytes")[k % 4]
-            paths.append(f"/v1/jobs/{job_id}/trials?limit=50&offset={offset}&sort={sort}")
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
+               host: str, token: str) -> int:
+    """One keep-alive HTTP/1.1 GET on an open connection; returns the status code.
+
+    A minimal client on purpose: httpx with thousands of pending requests spent more CPU than
+    the server on this 2-core machine, so the generator, not the server, set the pace."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 "Accept: application/json\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length)
+    if status == 200:
+        json.loads(body)
+    return status
+
+
+async def load(base: str, token: str, job_id: str, rate: float, seconds: float,
+               n_trials: int, connections: int = 64) -> dict:
+    """Open loop: a producer enqueues each request at its scheduled time; ``connections``
+    keep-alive workers send them. Latency counts from the scheduled time, so a backlog (server
+    too slow) shows up as latency instead of silently lowering the offered rate."""
+    host, port = base.removeprefix("http://").split(":")
+    total = int(rate * seconds)
+    queue: asyncio.Queue = asyncio.Queue()
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=base, limits=limits, timeout=10, headers={"Authorization": f"Bearer {token}"}
-    ) as client:
-        start = time.perf_counter() + 0.2
 
-        async def one(k: int, path: str) -> None:
-            scheduled = start + k / rate
-            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-            try:
-                r = await client.get(path)
-                if r.status_code != 200:
-                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-                    return
-                r.json()
-            except httpx.HTTPError as e:
-                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+    def path_for(k: int) -> str:
+        if k % 2 == 0:
+            return f"/v1/jobs/{job_id}/pareto?limit=50"
+        sort = ("index", "-accuracy", "flash_bytes", "ram_bytes")[k % 4]
+        return f"/v1/jobs/{job_id}/trials?limit=50&offset={(k * 50) % n_trials}&sort={sort}"
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while True:
+            item = await queue.get()
+            if item is None:
+                writer.close()
                 return
+            scheduled, path = item
+            try:
+                status = await _get(reader, writer, path, host, token)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, int(port))
+                continue
+            if status != 200:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+                continue
             latencies.append(time.perf_counter() - scheduled)
 
-        await asyncio.gather(*(one(k, p) for k, p in enumerate(paths)))
-        elapsed = time.perf_counter() - start
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter() + 0.2
+    for k in range(total):
+        scheduled = start + k / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((scheduled, path_for(k)))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
     latencies.sort()
 
     def pct(q: float) -> float:
+        if not latencies:
+            return float("nan")
         return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
 
     return {
-        "requests": len(paths),
-        "ok": len(latencies),
-        "errors": errors,
-        "elapsed_s": round(elapsed, 2),
-        "achieved_rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": pct(1.0),
+        "requests": total, "ok": len(latencies), "errors": errors,
+        "elapsed_s": round(elapsed, 2), "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
     }
 
 

@@ -27,6 +27,8 @@ from sparsearch.errors import (
 
 log = logging.getLogger(__name__)
 
+API_THREADS = 8
+
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
     404: {"model": Problem, "description": "No such job, trial or artifact (for this owner)"},
@@ -102,6 +104,12 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        import anyio.to_thread
+
+        # Sync routes run in anyio's thread pool (40 threads by default). Every request is a
+        # short database read under the GIL; 40 threads contending for 2 cores and a
+        # 15-connection pool measured slower than a few (benchmarks/api_load.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         yield
         if owns_storage:
             storage.close()

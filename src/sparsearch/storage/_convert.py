@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import operator
@@ -172,6 +173,16 @@ def trial_info(row: Trial) -> TrialInfo:
         created_at=row.created_at,
         finished_at=row.finished_at,
     )
+
+
+def trial_info_from_mapping(m: Any) -> TrialInfo:
+    """A TrialInfo from a Core row of the trial columns (no ORM objects: cheaper for pages)."""
+    fields = {k: m[k] for k in TRIAL_FIELDS}
+    fields["feasible"], fields["pareto"] = bool(fields["feasible"]), bool(fields["pareto"])
+    return TrialInfo(**fields)
+
+
+TRIAL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialInfo))
 
 
 def artifact_info(row: Artifact, job_id: str, index: int) -> ArtifactInfo:
