@@ -11,24 +11,14 @@ from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.schemas import JobCreate, JobPublic, Page
 from sparsearch.api.views import job_public, jobs_public
 from sparsearch.jobconfig import JobConfig, default_space
+from sparsearch.storage.queries import JOB_SORT_KEYS
 from sparsearch.storage.records import is_dataset_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", max_length=64)]
 JobStatus = Literal["queued", "running", "interrupted", "completed", "failed", "cancelled"]
-JobSort = Literal[
-    "created_at",
-    "-created_at",
-    "status",
-    "-status",
-    "hypervolume",
-    "-hypervolume",
-    "best_accuracy",
-    "-best_accuracy",
-    "id",
-    "-id",
-]
+JobSort = Literal[tuple(k for key in JOB_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 

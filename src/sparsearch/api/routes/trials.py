@@ -12,23 +12,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sparsearch.api.deps import OwnerDep, StorageDep
 from sparsearch.api.routes.jobs import JobId, Limit, Offset
 from sparsearch.api.schemas import MAX_BYTES, Page, TrialPublic
+from sparsearch.storage.queries import TRIAL_SORT_KEYS
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 
 TrialIndex = Annotated[int, Path(ge=0, le=10**9)]
 TrialStatus = Literal["queued", "running", "completed", "failed", "infeasible"]
-_SORT_KEYS = (
-    "index",
-    "accuracy",
-    "test_accuracy",
-    "flash_bytes",
-    "ram_bytes",
-    "activation_bytes",
-    "macs",
-    "train_seconds",
-    "gen_seconds",
-)
-TrialSort = Literal[tuple(k for key in _SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
+# The storage's sort keys, as an enum in the OpenAPI schema (each also descending with "-").
+TrialSort = Literal[tuple(k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 CSV_COLUMNS = (
     "index",
     "accuracy",
@@ -53,13 +44,21 @@ def _json(page: tuple[list[Any], int]) -> Response:
 
 
 def _page(
-    storage, job_id: str, owner: str, *, status=None, pareto=None, sort: str, limit: int,
+    storage,
+    job_id: str,
+    owner: str,
+    *,
+    status=None,
+    pareto=None,
+    sort: str,
+    limit: int,
     offset: int,
 ) -> tuple[list[Any], int]:
     """A page of the owner's job's trials (404 for another owner's job) and the total count,
     in one transaction."""
-    return storage.trial_page(job_id, owner=owner, status=status, pareto=pareto, sort=sort,
-                              limit=limit, offset=offset)
+    return storage.trial_page(
+        job_id, owner=owner, status=status, pareto=pareto, sort=sort, limit=limit, offset=offset
+    )
 
 
 @router.get("/trials", response_model=Page[TrialPublic])
