@@ -119,16 +119,22 @@ def _print_front(doc: dict[str, Any]) -> None:
 
 
 ServerOption = typer.Option(
-    None, "--server", envvar="SPARSEARCH_SERVER",
+    None,
+    "--server",
+    envvar="SPARSEARCH_SERVER",
     help="sparsearch server URL; without it, commands read the local database",
 )
 TokenOption = typer.Option(
-    None, "--token", envvar="SPARSEARCH_TOKEN", help="API token for --server",
+    None,
+    "--token",
+    envvar="SPARSEARCH_TOKEN",
+    help="API token for --server",
 )
 
 
-def _backend(server: str | None, token: str | None, db: str | None,
-             artifacts: Path | None = None) -> Any:
+def _backend(
+    server: str | None, token: str | None, db: str | None, artifacts: Path | None = None
+) -> Any:
     from sparsearch.client import LocalBackend, RemoteBackend
 
     if server:
@@ -136,17 +142,28 @@ def _backend(server: str | None, token: str | None, db: str | None,
     return LocalBackend(_open(_settings(db, artifacts)))
 
 
+# The job options `search` (local) and `submit` (to a server) share.
+FlashOption = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)")
+RamOption = typer.Option("8KiB", help="RAM limit (same units)")
+MacsOption = typer.Option(None, help="Optional limit on multiply-accumulates")
+TrialsOption = typer.Option(8, help="Trained trials (completed + failed)")
+ParallelOption = typer.Option(2, help="Trials trained at once on Ray")
+EpochsOption = typer.Option(6, help="Training epochs per trial")
+SeedOption = typer.Option(0, help="Seed of the optimizer, data split and training")
+AccountingOption = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)")
+
+
 @app.command()
 def search(
     dataset: str = typer.Option("digits", help="digits | fashion-mnist | idx:DIR | npz:FILE"),
-    flash: str = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)"),
-    ram: str = typer.Option("8KiB", help="RAM limit (same units)"),
-    macs: str | None = typer.Option(None, help="Optional limit on multiply-accumulates"),
-    trials: int = typer.Option(8, help="Trained trials (completed + failed)"),
-    parallel: int = typer.Option(2, help="Trials trained at once on Ray"),
-    epochs: int = typer.Option(6, help="Training epochs per trial"),
-    seed: int = typer.Option(0, help="Seed of the optimizer, data split and training"),
-    flash_accounting: str = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)"),
+    flash: str = FlashOption,
+    ram: str = RamOption,
+    macs: str | None = MacsOption,
+    trials: int = TrialsOption,
+    parallel: int = ParallelOption,
+    epochs: int = EpochsOption,
+    seed: int = SeedOption,
+    flash_accounting: str = AccountingOption,
     train_limit: int | None = typer.Option(None, help="Use a stratified training subset"),
     resume: str | None = typer.Option(None, help="Continue an interrupted job by id"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),

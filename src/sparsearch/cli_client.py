@@ -12,9 +12,17 @@ import typer
 from rich.markup import escape
 
 from sparsearch.cli import (
+    AccountingOption,
     DbOption,
+    EpochsOption,
+    FlashOption,
+    MacsOption,
+    ParallelOption,
+    RamOption,
+    SeedOption,
     ServerOption,
     TokenOption,
+    TrialsOption,
     _backend,
     _fail,
     app,
@@ -29,15 +37,17 @@ FINISHED = ("completed", "failed", "cancelled")
 
 @app.command()
 def submit(
-    dataset: str = typer.Option("digits", help="digits | fashion-mnist (on the server)"),
-    flash: str = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)"),
-    ram: str = typer.Option("8KiB", help="RAM limit (same units)"),
-    macs: str | None = typer.Option(None, help="Optional limit on multiply-accumulates"),
-    trials: int = typer.Option(8, help="Trained trials (completed + failed)"),
-    parallel: int = typer.Option(2, help="Trials trained at once"),
-    epochs: int = typer.Option(6, help="Training epochs per trial"),
-    seed: int = typer.Option(0, help="Seed of the optimizer, data split and training"),
-    flash_accounting: str = typer.Option("dense", help="dense | sparse"),
+    dataset: str = typer.Option(
+        "digits", help="digits | fashion-mnist | an uploaded dataset id (on the server)"
+    ),
+    flash: str = FlashOption,
+    ram: str = RamOption,
+    macs: str | None = MacsOption,
+    trials: int = TrialsOption,
+    parallel: int = ParallelOption,
+    epochs: int = EpochsOption,
+    seed: int = SeedOption,
+    flash_accounting: str = AccountingOption,
     watch: bool = typer.Option(False, "--watch", help="Follow the job until it finishes"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
     server: str | None = ServerOption,
