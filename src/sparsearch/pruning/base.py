@@ -96,5 +96,21 @@ class PruningMethod(ABC):
         """Make the pruning permanent (default: nothing to do). Returns ``model``."""
         return model
 
+    def _report(
+        self, model: nn.Module, level: float, params_before: int, channels_before: dict[str, int]
+    ) -> PruneReport:
+        """The report of a finished ``prune``: measures the model as it is now."""
+        from sparsearch.pruning.stats import count_params, out_channels, zero_fraction
+
+        return PruneReport(
+            method=self.name,
+            level=level,
+            params_before=params_before,
+            params_after=count_params(model),
+            zero_fraction=zero_fraction(model),
+            channels_before=channels_before,
+            channels_after=out_channels(model),
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, structured={self.structured})"

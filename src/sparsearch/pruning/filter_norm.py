@@ -19,7 +19,7 @@ from torch import nn
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning.base import PruneReport, PruningMethod, check_level
-from sparsearch.pruning.stats import count_params, out_channels, weight_layers, zero_fraction
+from sparsearch.pruning.stats import count_params, out_channels, weight_layers
 from sparsearch.space.spec import pruned_width
 
 
@@ -82,15 +82,7 @@ class FilterNorm(PruningMethod):
                     hint="pass one input batch of shape (N, C, H, W)",
                 )
             self._remove(model, plan, example_inputs)
-        return PruneReport(
-            method=self.name,
-            level=level,
-            params_before=params_before,
-            params_after=count_params(model),
-            zero_fraction=zero_fraction(model),
-            channels_before=channels_before,
-            channels_after=out_channels(model),
-        )
+        return self._report(model, level, params_before, channels_before)
 
     def _remove(
         self,

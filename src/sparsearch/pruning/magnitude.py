@@ -17,7 +17,7 @@ from torch.nn.utils import prune as torch_prune
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning.base import PruneReport, PruningMethod, check_level
-from sparsearch.pruning.stats import count_params, out_channels, weight_layers, zero_fraction
+from sparsearch.pruning.stats import count_params, out_channels, weight_layers
 
 
 def _is_masked(module: nn.Module) -> bool:
@@ -45,15 +45,7 @@ class Magnitude(PruningMethod):
         if level > 0:
             for _, module in layers:
                 self._prune_layer(module, level)
-        return PruneReport(
-            method=self.name,
-            level=level,
-            params_before=params_before,
-            params_after=count_params(model),
-            zero_fraction=zero_fraction(model),
-            channels_before=channels,
-            channels_after=out_channels(model),
-        )
+        return self._report(model, level, params_before, channels)
 
     @staticmethod
     def _prune_layer(module: nn.Conv2d | nn.Linear, level: float) -> None:
