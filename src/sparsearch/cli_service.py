@@ -59,6 +59,11 @@ def serve(
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="Also run a supervised scheduler process"
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="API worker processes (default SPARSEARCH_API_WORKERS, 1); one per core for load",
+    ),
     log_level: str | None = LogLevelOption,
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
@@ -70,6 +75,10 @@ def serve(
         settings = _setup_logging(_settings(db, artifacts), log_level)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {port}")
+        if workers is not None:
+            if not 1 <= workers <= 64:
+                raise ConfigError(f"--workers must be in 1..64, got {workers}")
+            settings = settings.model_copy(update={"api_workers": workers})
         if settings.auth == "off" and not is_loopback(host):
             raise ConfigError(
                 f"SPARSEARCH_AUTH=off is only allowed on a loopback host, not {host!r}: "
@@ -101,9 +110,11 @@ def serve(
 
     def started(pid: int | None) -> None:
         what = f"scheduler pid {pid}" if pid is not None else "no scheduler"
+        n = settings.api_workers
+        served = f"{n} API workers, " if n > 1 else ""
         err.print(
             escape(
-                f"serving http://{shown}:{bound} ({auth}, {what}, "
+                f"serving http://{shown}:{bound} ({auth}, {served}{what}, "
                 f"database {_masked(settings.database_url)}); Ctrl-C stops"
             ),
             highlight=False,

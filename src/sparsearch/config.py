@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = Field(
         default="on", description="Bearer-token auth for the API; 'off' only on loopback hosts"
     )
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes serving the API (one per CPU core for throughput)",
+    )
+    api_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,  # the connection pool's size (storage.engine.POOL_SIZE)
+        description="Threads per API worker for database calls (default 2 on SQLite, 8 on "
+        "PostgreSQL)",
+    )
     max_trials: int = Field(default=500, ge=1, le=10_000, description="Largest budget per job")
     max_active_jobs_per_owner: int = Field(
         default=4, ge=1, le=1000, description="Queued + running jobs one owner may have"

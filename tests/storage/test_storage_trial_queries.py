@@ -93,3 +93,38 @@ def test_bad_arguments(storage: Storage, job_id: str) -> None:
         storage.count_trials("nope")
     with pytest.raises(NotFoundError):
         storage.list_trials("nope", sort="accuracy")
+
+
+# -- trial_page: the API's hot path (narrow sort, then the page's rows) ----------------------
+
+ALL_SORTS = [k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}")]
+FILTERS = ({}, {"status": "completed"}, {"pareto": True}, {"pareto": False}, {"status": "queued"})
+
+
+@pytest.mark.parametrize("sort", ALL_SORTS)
+def test_trial_page_walks_the_same_order_as_list_trials(
+    storage: Storage, job_id: str, sort: str
+) -> None:
+    for kw in FILTERS:
+        full = storage.list_trials(job_id, sort=sort, **kw)
+        walked = []
+        for offset in range(0, len(full) + 4, 2):  # two pages past the end, too
+            page, count = storage.trial_page(job_id, sort=sort, limit=2, offset=offset, **kw)
+            assert count == len(full), (sort, kw, offset)
+            assert len(page) == max(0, min(2, len(full) - offset))
+            walked += page
+        assert walked == full, (sort, kw)  # whole records, every field
+
+
+def test_trial_page_owner_and_missing_job(storage: Storage, job_id: str) -> None:
+    page, count = storage.trial_page(job_id, owner="local", sort="-accuracy", limit=3)
+    assert [t.index for t in page] == [2, 0, 3] and count == 6
+    for offset in (0, 100):  # a page with rows and one past the end
+        with pytest.raises(NotFoundError, match=job_id):
+            storage.trial_page(job_id, owner="mallory", offset=offset)
+    with pytest.raises(NotFoundError):
+        storage.trial_page("nope")
+    with pytest.raises(ValueError, match="unknown trial status"):
+        storage.trial_page(job_id, status="done")
+    with pytest.raises(ValueError, match="limit and offset"):
+        storage.trial_page(job_id, offset=-1)

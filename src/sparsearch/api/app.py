@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +28,12 @@ from sparsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-API_THREADS = 8
+#: Threads per API process for the (sync) routes, unless ``SPARSEARCH_API_THREADS`` says
+#: otherwise. SQLite reads are CPU work in this process: threads past ~2 only contend for the
+#: GIL, and under a 200 req/s load 4 or 8 threads tipped into a backlog they never left.
+#: PostgreSQL reads mostly wait on the server, so more threads overlap those waits
+#: (benchmarks/api_load.py; 2 or 4 threads saturated where 8 kept up).
+API_THREADS = {"sqlite": 2, "postgresql": 8}
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
@@ -106,10 +112,9 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         import anyio.to_thread
 
-        # Sync routes run in anyio's thread pool (40 threads by default). Every request is a
-        # short database read under the GIL; 40 threads contending for 2 cores and a
-        # 15-connection pool measured slower than a few (benchmarks/api_load.py).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
+        # Sync routes run in anyio's thread pool (40 threads by default; see API_THREADS).
+        threads = settings.api_threads or API_THREADS.get(storage.dialect, 8)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         yield
         if owns_storage:
             storage.close()
@@ -129,3 +134,30 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     for module in (jobs, trials, artifacts, datasets, health):
         app.include_router(module.router)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --workers N`` worker process (a uvicorn factory).
+
+    The worker is spawned by ``serve``, which passed its settings on as ``SPARSEARCH_*``
+    variables: it logs like ``serve`` and stops by itself if ``serve`` disappears (killed
+    with SIGKILL, its workers would otherwise keep the port)."""
+    import os
+
+    from sparsearch.logs import configure_logging
+    from sparsearch.service.supervisor import watch_parent
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_format == "json")
+    watch_parent(os.getppid())
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Move everything imported and built so far, which lives as long as the server, out of
+    the cyclic garbage collector's reach: one full collection over it took ~60 ms, which was
+    the API's p99 under load. For server processes only (what is frozen is never collected)."""
+    gc.collect()
+    gc.freeze()

@@ -8,11 +8,16 @@ never the raw path; anything no route matches is ``unmatched``).
 
 Jobs and trials are counted from the database, not in memory: trials are generated and
 trained in scheduler processes, so the database is the only place every process agrees on.
+
+Under ``serve --workers N`` each worker process observes only its own requests; ``serve`` then
+sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode: every process writes
+its histogram to a file there) and a scrape, answered by any one worker, sums them all.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +45,8 @@ REQUEST_SECONDS_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 #: Route label of a request no route matches (404s for arbitrary paths stay one series).
 UNMATCHED = "unmatched"
+#: prometheus_client's multiprocess mode: read when it is imported, so set before a worker starts.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -120,12 +128,19 @@ def build_metrics(storage: Any) -> Metrics:
     # No auto-describe: it would call collect() (a database query) at registration.
     registry = CollectorRegistry()
     registry.register(StorageCollector(storage))
+    instruments = registry
+    shared_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if shared_dir:
+        # One of several workers: its histogram lives in the shared directory, and the scrape
+        # registry reads every worker's file from there instead of this process's values.
+        instruments = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared_dir)
     request_seconds = Histogram(
         "sparsearch_http_request_duration_seconds",
         "HTTP request latency by method, route template and status code",
         labelnames=("method", "route", "status"),
         buckets=REQUEST_SECONDS_BUCKETS,
-        registry=registry,
+        registry=instruments,
     )
     return Metrics(registry=registry, request_seconds=request_seconds)
 

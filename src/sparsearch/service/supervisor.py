@@ -12,10 +12,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -198,20 +200,16 @@ def run_server(
 ) -> None:
     """Serve the API on ``sock`` until SIGINT/SIGTERM, with a supervised scheduler child unless
     ``scheduler`` is False; the child is stopped (SIGTERM, wait, kill) after the server exits.
-    ``on_started`` gets the child's pid (None without one) once it is spawned."""
-    import uvicorn
+    ``on_started`` gets the child's pid (None without one) once it is spawned.
 
-    from sparsearch.api.app import create_app
-
-    app = create_app(settings)
-    # JSON logs: uvicorn's lines go through the root (JSON) handler instead of its own text one.
-    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=log_config))
+    ``settings.api_workers`` > 1 serves from that many worker processes sharing ``sock``
+    (uvicorn's supervisor restarts one that dies); each builds its app from the settings."""
+    runner = _WorkerPool(settings, sock) if settings.api_workers > 1 else _OneServer(settings, sock)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Before uvicorn installs its handlers and after it restores ours (it re-raises the
         # signal it caught): ask the server to exit instead of dying with the child running.
-        server.should_exit = True
+        runner.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     child = SchedulerProcess(settings_env(settings)) if scheduler else None
@@ -220,10 +218,95 @@ def run_server(
             child.start()
         if on_started is not None:
             on_started(child.pid if child is not None else None)
-        if not server.should_exit:
-            server.run(sockets=[sock])
+        runner.run()
     finally:
         if child is not None:
             child.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _log_config(settings: Any) -> dict[str, Any] | None:
+    import uvicorn
+
+    # JSON logs: uvicorn's lines go through the root (JSON) handler instead of its own text one.
+    return None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+
+
+class _OneServer:
+    """The API in this process."""
+
+    def __init__(self, settings: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        from sparsearch.api.app import create_app
+
+        config = uvicorn.Config(
+            create_app(settings), log_level="warning", log_config=_log_config(settings)
+        )
+        self._server = uvicorn.Server(config)
+        self._sock = sock
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+    def run(self) -> None:
+        from sparsearch.api.app import freeze_startup_heap
+
+        freeze_startup_heap()
+        if not self._server.should_exit:
+            self._server.run(sockets=[self._sock])
+
+
+class _WorkerPool:
+    """``api_workers`` uvicorn worker processes on one socket, under uvicorn's supervisor.
+
+    Workers are spawned (not forked), so they get the settings as ``SPARSEARCH_*`` variables
+    and build the app with :func:`sparsearch.api.app.worker_app`. Their request latency
+    histograms go to files in a private directory (prometheus_client's multiprocess mode),
+    so ``/metrics``, answered by any one worker, sums all of them."""
+
+    def __init__(self, settings: Any, sock: socket.socket) -> None:
+        self._settings = settings
+        self._sock = sock
+        self._exit = threading.Event()
+        self._supervisor: Any = None
+
+    def stop(self) -> None:
+        self._exit.set()
+        if self._supervisor is not None:
+            self._supervisor.should_exit.set()
+
+    def run(self) -> None:
+        import uvicorn
+        from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess
+
+        from sparsearch.api.metrics import MULTIPROCESS_DIR_ENV
+
+        metrics_dir = tempfile.mkdtemp(prefix="sparsearch-metrics-")
+        saved_env = dict(os.environ)
+        saved_signals = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        try:
+            os.environ.clear()
+            os.environ.update(settings_env(self._settings, base=saved_env))
+            os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+            config = uvicorn.Config(
+                "sparsearch.api.app:worker_app",
+                factory=True,
+                workers=self._settings.api_workers,
+                log_level="warning",
+                log_config=_log_config(self._settings),
+            )
+            self._supervisor = Multiprocess(config, sockets=[self._sock])
+            # uvicorn's supervisor queues SIGINT/SIGTERM and acts on them within 0.5 s; a
+            # signal that arrived while it was being built was recorded in ``_exit``.
+            if self._exit.is_set():
+                return
+            self._supervisor.run()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            for sig, handler in saved_signals.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Self
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ._session import transaction
+from ._session import reading, transaction
 from .artifacts import ArtifactStore
 from .engine import connection_error, mask_url
 
@@ -23,6 +23,15 @@ class StorageBase:
     def __init__(self, engine: Engine, artifact_dir: Path | str) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Reads on the API's hot path run in autocommit mode: no BEGIN/COMMIT round trips (on
+        # PostgreSQL each measured as much as the query), each statement reads its own
+        # snapshot. Same pool; on PostgreSQL the mode is a client-side driver flag, and
+        # SQLite's driver already runs SELECTs outside a transaction.
+        self._reader = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._files = ArtifactStore(artifact_dir)
 
     @property
@@ -58,3 +67,8 @@ class StorageBase:
 
     def _tx(self, doing: str, *, conflict: str | None = None) -> AbstractContextManager[Session]:
         return transaction(self._sessions, self.url, doing, conflict=conflict)
+
+    def _read(self, doing: str) -> AbstractContextManager[Connection]:
+        """A Core connection whose statements commit one by one: for hot reads that need no
+        snapshot across statements (and idempotent single-statement writes)."""
+        return reading(self._reader, self.url, doing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import operator
@@ -175,14 +174,10 @@ def trial_info(row: Trial) -> TrialInfo:
     )
 
 
-def trial_info_from_mapping(m: Any) -> TrialInfo:
-    """A TrialInfo from a Core row of the trial columns (no ORM objects: cheaper for pages)."""
-    fields = {k: m[k] for k in TRIAL_FIELDS}
-    fields["feasible"], fields["pareto"] = bool(fields["feasible"]), bool(fields["pareto"])
-    return TrialInfo(**fields)
-
-
-TRIAL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialInfo))
+def trial_info_from_row(row: Any) -> TrialInfo:
+    """A TrialInfo from a Core row of ``queries.trial_rows_query`` (its columns are the
+    fields in order): no ORM objects and no keyword dict, the cheapest build for pages."""
+    return TrialInfo(*row)
 
 
 def artifact_info(row: Artifact, job_id: str, index: int) -> ArtifactInfo:

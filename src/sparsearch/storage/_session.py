@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,19 +36,33 @@ def transaction(
     except BaseException as e:
         with contextlib.suppress(SQLAlchemyError):
             session.rollback()
-        if isinstance(e, IntegrityError) and conflict is not None:
-            raise ConflictError(conflict, "use another id or index") from e
-        if isinstance(e, OperationalError):
-            reason = first_line(e.orig or e)
-            raise StorageError(
-                f"database {url} failed while {doing}: {reason}", CONNECT_HINT
-            ) from e
-        if isinstance(e, SQLAlchemyError):
-            reason = first_line(getattr(e, "orig", None) or e)
-            raise StorageError(f"database error while {doing}: {reason}", _BUG_HINT) from e
-        raise
+        raise _translated(e, url, doing, conflict) from e
     finally:
         session.close()
+
+
+@contextlib.contextmanager
+def reading(engine: Engine, url: str, doing: str) -> Iterator[Connection]:
+    """A pooled Core connection for reads (no ORM session; the API's hot path), committed at
+    the end in case a statement wrote; errors as in :func:`transaction`."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+            conn.commit()
+    except BaseException as e:
+        raise _translated(e, url, doing, None) from e
+
+
+def _translated(e: BaseException, url: str, doing: str, conflict: str | None) -> BaseException:
+    if isinstance(e, IntegrityError) and conflict is not None:
+        return ConflictError(conflict, "use another id or index")
+    if isinstance(e, OperationalError):
+        reason = first_line(e.orig or e)
+        return StorageError(f"database {url} failed while {doing}: {reason}", CONNECT_HINT)
+    if isinstance(e, SQLAlchemyError):
+        reason = first_line(getattr(e, "orig", None) or e)
+        return StorageError(f"database error while {doing}: {reason}", _BUG_HINT)
+    return e
 
 
 def job_missing(job_id: str) -> NotFoundError:
@@ -60,6 +75,14 @@ def job_row(s: Session, job_id: str, owner: str | None = None) -> Job:
     if row is None or (owner is not None and row.owner != owner):
         raise job_missing(job_id)
     return row
+
+
+def job_owned(s: Session | Connection, job_id: str, owner: str | None = None) -> None:
+    """Raise like ``job_row`` unless the job exists (and is ``owner``'s), reading one column
+    instead of loading the ORM row (the API's hot read path)."""
+    found = s.execute(select(Job.owner).where(Job.id == job_id)).first()
+    if found is None or (owner is not None and found.owner != owner):
+        raise job_missing(job_id)
 
 
 def trial_row(s: Session, job_id: str, index: int) -> Trial:

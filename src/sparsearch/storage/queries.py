@@ -1,19 +1,22 @@
 """Sort keys for job and trial listings, as portable ORDER BY clauses.
 
 A sort is a key with an optional ``-`` prefix for descending (``-accuracy``). NULLs come last
-in both directions on every backend (an ``IS NULL`` term first, instead of ``NULLS LAST``),
+in both directions on every backend (an ``IS NULL`` term first, instead of ``NULLS LAST``;
+the objectives' sort indexes in ``models`` index that same expression),
 and ties are broken by a unique column so pages never overlap or skip rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import Integer, Select, bindparam, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .models import Job, Trial
-from .records import JOB_STATUSES
+from .records import JOB_STATUSES, TrialInfo, check_trial_status
 
 #: Keys ``list_jobs(sort=...)`` accepts (each also with a ``-`` prefix).
 JOB_SORT_KEYS: tuple[str, ...] = ("created_at", "status", "hypervolume", "best_accuracy", "id")
@@ -59,7 +62,7 @@ def parse_sort(sort: str, allowed: tuple[str, ...], what: str) -> tuple[str, boo
 def _order(column: Any, descending: bool, nullable: bool) -> list[ColumnElement[Any]]:
     terms: list[ColumnElement[Any]] = []
     if nullable:
-        terms.append(case((column.is_(None), 1), else_=0))
+        terms.append(column.is_(None))  # false (0) first: NULLs last, as the sort indexes
     terms.append(column.desc() if descending else column.asc())
     return terms
 
@@ -81,3 +84,45 @@ def trial_order(sort: str | None) -> list[ColumnElement[Any]]:
     if key != "index":
         terms.append(Trial.index.asc())
     return terms
+
+
+@functools.lru_cache(maxsize=256)
+def trial_page_query(
+    sort: str | None, status: str | None, pareto: bool | None, owned: bool
+) -> Select[Any]:
+    """The indices of one page of a job's trials in order (parameters ``job_id``, ``limit``,
+    ``offset``, and ``owner`` when ``owned``: rows only if the job is that owner's), each row
+    with the filtered total as ``total``. Built once per shape: building the statement cost
+    as much as running it.
+
+    Only these narrow rows are sorted; :func:`trial_rows_query` then reads the page's full
+    rows. Sorting the wide rows (JSON columns) of every trial of the job cost more than the
+    rest together, and a join of the two let PostgreSQL pick a nested loop over every trial
+    of the job while its statistics were stale (64 ms for one page). No row means: past the
+    last page, or no such job (for this owner); the caller tells which."""
+    where = [Trial.job_id == bindparam("job_id")]
+    if status is not None:
+        where.append(Trial.status == check_trial_status(status))
+    if pareto is not None:
+        where.append(Trial.pareto.is_(bool(pareto)))
+    total = select(func.count()).select_from(Trial).where(*where).scalar_subquery()
+    query = select(Trial.index, total.label("total")).where(*where)
+    if owned:
+        job = select(Job.id).where(Job.id == bindparam("job_id"), Job.owner == bindparam("owner"))
+        query = query.where(job.exists())
+    return (
+        query.order_by(*trial_order(sort))
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def trial_rows_query() -> Select[Any]:
+    """The trials ``indices`` (expanding) of job ``job_id``: TrialInfo's fields, in order
+    (``_convert.trial_info_from_row`` builds the records positionally)."""
+    columns = [Trial.__table__.c[f.name] for f in dataclasses.fields(TrialInfo)]
+    return select(*columns).where(
+        Trial.job_id == bindparam("job_id"),
+        Trial.index.in_(bindparam("indices", expanding=True)),
+    )

@@ -22,14 +22,14 @@ from sqlalchemy import func, select, update
 
 from ..errors import NotFoundError
 from . import _convert as cv
-from ._session import JOBS_HINT, job_row, trial_row
+from ._session import JOBS_HINT, job_owned, job_row, trial_row
 from .artifacts import check_kind, missing_artifact
 from .datasets import DatasetsMixin
 from .engine import build_engine, check_connection
 from .jobs import JobsMixin
 from .migrations import ensure_schema
 from .models import Artifact, Trial, utcnow
-from .queries import trial_order
+from .queries import trial_order, trial_page_query, trial_rows_query
 from .records import (
     FINISHED_TRIAL_STATUSES,
     ArtifactInfo,
@@ -224,17 +224,24 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[TrialInfo], int]:
-        """One page of a job's trials and the total count, in one transaction (the API's hot
-        path: one connection checkout instead of three). ``owner`` as in ``get_job``."""
+        """One page of a job's trials and the total count (the API's hot path: one connection
+        checkout, autocommit reads). ``owner`` as in ``get_job``."""
         cv.check_page(limit, offset)
-        columns = [Trial.__table__.c[name] for name in cv.TRIAL_FIELDS]
-        rows = _trial_filter(select(*columns), job_id, status, pareto).order_by(*trial_order(sort))
-        count = _trial_filter(select(func.count()).select_from(Trial), job_id, status, pareto)
-        with self._tx("listing trials") as s:
-            job_row(s, job_id, owner)
-            page = s.execute(rows.limit(limit).offset(offset))
-            trials = [cv.trial_info_from_mapping(r._mapping) for r in page]
-            return trials, int(s.scalar(count) or 0)
+        ranked = trial_page_query(sort, status, pareto, owner is not None)
+        args = {"job_id": job_id, "limit": limit, "offset": offset, "owner": owner}
+        with self._read("listing trials") as conn:
+            page = conn.execute(ranked, args)
+            order = {r.index: (i, r.total) for i, r in enumerate(page)}
+            if not order:  # no such job (NotFoundError), or past the last page
+                job_owned(conn, job_id, owner)
+                count = select(func.count()).select_from(Trial)
+                return [], int(conn.scalar(_trial_filter(count, job_id, status, pareto)) or 0)
+            rows = conn.execute(trial_rows_query(), {"job_id": job_id, "indices": list(order)})
+            trials = sorted(
+                (cv.trial_info_from_row(r) for r in rows),
+                key=lambda t: order[t.index][0],
+            )
+            return trials, int(next(iter(order.values()))[1])
 
     def count_trials(
         self, job_id: str, *, status: str | None = None, pareto: bool | None = None

@@ -96,7 +96,7 @@ class TokensMixin(StorageBase):
         ):
             return None
         digest = hash_token(plaintext)
-        with self._tx("checking a token") as s:
+        with self._read("checking a token") as s:
             row = s.execute(
                 select(Token.id, Token.owner, Token.last_used_at).where(
                     Token.token_hash == digest, Token.revoked_at.is_(None)

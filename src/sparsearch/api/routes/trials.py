@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from sparsearch.api.deps import OwnerDep, StorageDep
 from sparsearch.api.routes.jobs import JobId, Limit, Offset
 from sparsearch.api.schemas import MAX_BYTES, Page, TrialPublic
 from sparsearch.storage.queries import TRIAL_SORT_KEYS
+from sparsearch.storage.records import TrialInfo
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 
@@ -34,13 +35,14 @@ CSV_COLUMNS = (
 )
 
 
-def _json(page: tuple[list[Any], int]) -> Response:
-    """The hot read path: records straight to JSON. Validating each trial through pydantic (and
-    FastAPI validating the returned model again) cost more than the query; the schemathesis test
-    holds these bodies to the ``Page[TrialPublic]`` schema declared on the routes."""
+def _json(page: tuple[list[TrialInfo], int]) -> Response:
+    """The hot read path: records straight to JSON bytes. orjson writes the frozen TrialInfo
+    dataclasses directly (the same document as ``TrialInfo.to_json``, which
+    ``tests/api/test_trials_json.py`` holds it to); validating each trial through pydantic,
+    or copying it through ``to_json``, cost more than the query. The schemathesis test holds
+    these bodies to the ``Page[TrialPublic]`` schema declared on the routes."""
     trials, count = page
-    body = json.dumps({"data": [t.to_json() for t in trials], "count": count})
-    return Response(body, media_type="application/json")
+    return Response(orjson.dumps({"data": trials, "count": count}), media_type="application/json")
 
 
 def _page(
@@ -53,7 +55,7 @@ def _page(
     sort: str,
     limit: int,
     offset: int,
-) -> tuple[list[Any], int]:
+) -> tuple[list[TrialInfo], int]:
     """A page of the owner's job's trials (404 for another owner's job) and the total count,
     in one transaction."""
     return storage.trial_page(
