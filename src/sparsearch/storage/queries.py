@@ -12,7 +12,7 @@ import dataclasses
 import functools
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, case, func, select
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .models import Job, Trial
@@ -117,12 +117,16 @@ def trial_page_query(
     )
 
 
-@functools.lru_cache(maxsize=1)
-def trial_rows_query() -> Select[Any]:
-    """The trials ``indices`` (expanding) of job ``job_id``: TrialInfo's fields, in order
-    (``_convert.trial_info_from_row`` builds the records positionally)."""
+@functools.lru_cache(maxsize=2)
+def trial_rows_query(dialect: str) -> Select[Any]:
+    """The trials ``indices`` of job ``job_id``: TrialInfo's fields, in order
+    (``_convert.trial_info_from_row`` builds the records positionally).
+
+    PostgreSQL gets one array parameter (``= ANY``): an expanding ``IN`` of 50 parameters made
+    a statement too long for psycopg's query cache, re-parsed on every page."""
     columns = [Trial.__table__.c[f.name] for f in dataclasses.fields(TrialInfo)]
-    return select(*columns).where(
-        Trial.job_id == bindparam("job_id"),
-        Trial.index.in_(bindparam("indices", expanding=True)),
-    )
+    if dialect == "postgresql":
+        wanted = Trial.index == any_(bindparam("indices", type_=ARRAY(Integer)))
+    else:
+        wanted = Trial.index.in_(bindparam("indices", expanding=True))
+    return select(*columns).where(Trial.job_id == bindparam("job_id"), wanted)
