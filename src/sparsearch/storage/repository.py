@@ -232,7 +232,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         with self._read("listing trials") as conn:
             # .all(): one fetchall; iterating a result fetches row by row (psycopg: ~1 ms a page)
             page = conn.execute(ranked, args).all()
-            order = {r.index: (i, r.total) for i, r in enumerate(page)}
+            order = {index: (i, total) for i, (index, total) in enumerate(page)}
             if not order:  # no such job (NotFoundError), or past the last page
                 job_owned(conn, job_id, owner)
                 count = select(func.count()).select_from(Trial)
