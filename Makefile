@@ -26,7 +26,7 @@ bench: $(STAMP)
 	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
 	$(PY) benchmarks/search_overhead.py --out benchmarks/results/search_overhead.json
 	$(PY) benchmarks/acceptance_digits.py --seeds 0 1 2 --out benchmarks/results/acceptance_digits.json
-	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --out benchmarks/results/api_load.json
+	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 --out benchmarks/results/api_load.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

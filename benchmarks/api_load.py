@@ -4,9 +4,11 @@ A job with 1,000 stored trials (40 on the front); requests are *scheduled* at a 
 (open loop: a slow response never delays the next request) alternating
 `GET /v1/jobs/{id}/pareto?limit=50` and `GET /v1/jobs/{id}/trials?limit=50&offset=…&sort=…`,
 each latency measured from its scheduled start (so queueing counts). Runs on SQLite and on
-PostgreSQL; target: p99 under 50 ms, zero errors.
+PostgreSQL against `sparsearch serve --no-scheduler --workers 2` (the thread count is serve's
+default unless `--threads`); target: p99 under 50 ms, zero errors. `--repeat N` measures each
+backend N times, each on a fresh database and server: on a shared 2-core VM one run says little.
 
-    .venv/bin/python benchmarks/api_load.py --rate 200 --seconds 60 \
+    .venv/bin/python benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 \
         --out benchmarks/results/api_load.json
 """
 
@@ -142,7 +144,7 @@ async def load(
     def path_for(k: int) -> str:
         if k % 2 == 0:
             return f"/v1/jobs/{job_id}/pareto?limit=50"
-        sort = ("index", "-accuracy", "flash_bytes", "ram_bytes")[k % 4]
+        sort = ("index", "-accuracy", "flash_bytes", "ram_bytes")[(k // 2) % 4]
         return f"/v1/jobs/{job_id}/trials?limit=50&offset={(k * 50) % n_trials}&sort={sort}"
 
     async def worker() -> None:
@@ -241,6 +243,26 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
     }
 
 
+def one_backend(name: str, args: argparse.Namespace, workdir: Path) -> dict:
+    """Seed a fresh database (a new SQLite file, or a new PostgreSQL database dropped after),
+    start a server on it and measure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if name == "sqlite":
+        return run_backend(name, f"sqlite:///{workdir / 'load.db'}", args, workdir)
+    from sqlalchemy import create_engine, text
+
+    db = f"sparsearch_load_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db}"'))
+    try:
+        return run_backend(name, PG_ADMIN.rsplit("/", 1)[0] + f"/{db}", args, workdir)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -253,27 +275,16 @@ def main() -> None:
         "--threads", type=int, help="threads per worker (SPARSEARCH_API_THREADS; default: serve's)"
     )
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per backend (each on a fresh database)"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sparsearch-load-"))
     results = []
-    for name in args.backends:
-        if name == "sqlite":
-            results.append(run_backend(name, f"sqlite:///{workdir / 'load.db'}", args, workdir))
-            continue
-        from sqlalchemy import create_engine, text
-
-        db = f"sparsearch_load_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        try:
-            url = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
-            results.append(run_backend(name, url, args, workdir))
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{db}" WITH (FORCE)'))
-            admin.dispose()
+    for run in range(1, args.repeat + 1):
+        for name in args.backends:
+            results.append({"run": run, **one_backend(name, args, workdir / f"run{run}")})
     doc = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

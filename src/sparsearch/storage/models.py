@@ -96,6 +96,8 @@ class Trial(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "index"),
         Index("ix_trials_job_id_status", "job_id", "status"),
+        # The front of a job (/pareto, the most read page) without visiting its other trials.
+        Index("ix_trials_job_id_pareto", "job_id", "pareto"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

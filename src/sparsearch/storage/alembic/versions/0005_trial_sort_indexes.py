@@ -1,4 +1,5 @@
-"""trial sort indexes: pages sorted by accuracy, flash or RAM read in index order
+"""trial page indexes: pages sorted by accuracy, flash or RAM read in index order, and a
+job's front found without visiting its other trials
 
 Revision ID: 0005
 Revises: 0004
@@ -26,6 +27,7 @@ def _name(key: str, descending: bool) -> str:
 
 
 def upgrade() -> None:
+    op.create_index("ix_trials_job_id_pareto", "trials", ["job_id", "pareto"])
     for key in KEYS:
         for descending in (False, True):
             op.create_index(
@@ -44,3 +46,4 @@ def downgrade() -> None:
     for key in KEYS:
         for descending in (False, True):
             op.drop_index(_name(key, descending), table_name="trials")
+    op.drop_index("ix_trials_job_id_pareto", table_name="trials")
