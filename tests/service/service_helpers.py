@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -66,3 +68,16 @@ def pid_gone(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_if_running(proc: subprocess.Popen) -> None:
+    """For ``finally:`` blocks: a process a failed test left running is killed and reaped."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

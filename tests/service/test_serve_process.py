@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 
 import httpx
 import pytest
-from service_helpers import PYTHON, pid_gone, service_env, settings_for, wait_for
+from service_helpers import (
+    PYTHON,
+    free_port,
+    kill_if_running,
+    pid_gone,
+    service_env,
+    settings_for,
+    wait_for,
+)
 from typer.testing import CliRunner
 
 from sparsearch.cli import app
@@ -20,12 +27,6 @@ from sparsearch.storage import open_storage
 pytestmark = pytest.mark.slow
 
 STARTED = re.compile(r"started \(pid (\d+)\)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _health(url: str) -> dict | None:
@@ -41,7 +42,7 @@ def _scheduler_pids(log) -> set[int]:
 
 
 def _serve(tmp_path, settings, *args: str):
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [PYTHON, "-m", "sparsearch", "serve", "--port", str(port), *args],
@@ -74,9 +75,7 @@ def test_serve_runs_a_supervised_scheduler_and_sigterm_stops_both(tmp_path, ray_
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     for pid in {first, *pids}:
         wait_for(f"scheduler pid {pid} to be gone", lambda pid=pid: pid_gone(pid), 10)
     assert "Traceback" not in log.read_text()
@@ -91,9 +90,7 @@ def test_serve_without_scheduler_reports_none(tmp_path, ray_address):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     assert not _scheduler_pids(log)
     with open_storage(settings.database_url, settings.artifact_dir) as storage:
         assert storage.scheduler_state(stale_after=60) == "none"

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 
 import httpx
 import psutil
 import pytest
-from service_helpers import PYTHON, pid_gone, service_env, settings_for, wait_for
+from service_helpers import (
+    PYTHON,
+    free_port,
+    kill_if_running,
+    pid_gone,
+    service_env,
+    settings_for,
+    wait_for,
+)
 from typer.testing import CliRunner
 
 from sparsearch.cli import app
@@ -26,15 +33,9 @@ HEALTHZ_COUNT = re.compile(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(tmp_path, *args: str) -> tuple[subprocess.Popen, str, object]:
     settings = settings_for(tmp_path, "", auth="off")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [PYTHON, "-m", "sparsearch", "serve", "--no-scheduler", "--port", str(port), *args],
@@ -63,13 +64,17 @@ def _up(base: str) -> bool:
         return False
 
 
+def _started(proc: subprocess.Popen, base: str) -> list[psutil.Process]:
+    """The two worker processes, once they run and the API answers."""
+    workers = wait_for("two API workers", lambda: len(_workers(proc)) == 2 and _workers(proc), 30)
+    wait_for("the API", lambda: _up(base), 30, every=0.2)
+    return workers
+
+
 def test_workers_share_the_port_and_the_metrics(tmp_path):
     proc, base, log = _serve(tmp_path, "--workers", "2")
     try:
-        workers = wait_for(
-            "two API workers", lambda: len(_workers(proc)) == 2 and _workers(proc), 30
-        )
-        wait_for("the API", lambda: _up(base), 30, every=0.2)
+        workers = _started(proc, base)
         assert "2 API workers" in log.read_text()
 
         before = _healthz_count(base)
@@ -81,21 +86,16 @@ def test_workers_share_the_port_and_the_metrics(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     for worker in workers:
         wait_for(f"worker {worker.pid} to be gone", lambda w=worker: pid_gone(w.pid), 10)
     assert "Traceback" not in log.read_text()
 
 
 def test_workers_of_a_killed_serve_stop_and_free_the_port(tmp_path):
-    proc, base, log = _serve(tmp_path, "--workers", "2")
+    proc, base, _ = _serve(tmp_path, "--workers", "2")
     try:
-        workers = wait_for(
-            "two API workers", lambda: len(_workers(proc)) == 2 and _workers(proc), 30
-        )
-        wait_for("the API", lambda: _up(base), 30, every=0.2)
+        workers = _started(proc, base)
     finally:
         proc.kill()
         proc.wait()
