@@ -6,14 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
+from schema_helpers import assert_at_head
 from sqlalchemy import inspect
 
-from sparsearch.storage import head_revision, open_storage
+from sparsearch.storage import open_storage
 from sparsearch.storage.engine import build_engine
 from sparsearch.storage.migrations import migrate_to
-from sparsearch.storage.models import Base
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 JOBS = sa.table(
@@ -87,15 +85,7 @@ def test_upgrade_0001_with_data(db_url: str, tmp_path: Path) -> None:
         assert storage.scheduler_state(stale_after=60) == "running"
         storage.stop_scheduler(sid)
 
-    engine = build_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert context.get_current_revision() == head_revision()
-            assert compare_metadata(context, Base.metadata) == []
-            assert "ix_jobs_owner" in {i["name"] for i in inspect(conn).get_indexes("jobs")}
-    finally:
-        engine.dispose()
+    assert_at_head(db_url, {"ix_jobs_owner": "jobs"})
 
 
 def test_downgrade_to_0001_keeps_jobs(db_url: str, tmp_path: Path) -> None:

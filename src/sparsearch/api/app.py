@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 #: otherwise. SQLite reads are CPU work in this process: threads past ~2 only contend for the
 #: GIL, and under a 200 req/s load 4 or 8 threads tipped into a backlog they never left.
 #: PostgreSQL reads mostly wait on the server, so more threads overlap those waits
-#: (benchmarks/api_load.py; 2 or 4 threads saturated where 8 kept up).
+#: (benchmarks/api_load.py, 20 s runs: 2 or 4 threads saturated more often than 8; noisy).
 API_THREADS = {"sqlite": 2, "postgresql": 8}
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

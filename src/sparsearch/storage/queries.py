@@ -86,6 +86,17 @@ def trial_order(sort: str | None) -> list[ColumnElement[Any]]:
     return terms
 
 
+def trial_filter(job_id: Any, status: str | None, pareto: bool | None) -> list[Any]:
+    """WHERE terms for one job's trials (``job_id`` a value or a bind parameter), of one
+    status and on or off the front when those are given."""
+    terms = [Trial.job_id == job_id]
+    if status is not None:
+        terms.append(Trial.status == check_trial_status(status))
+    if pareto is not None:
+        terms.append(Trial.pareto.is_(bool(pareto)))
+    return terms
+
+
 @functools.lru_cache(maxsize=256)
 def trial_page_query(
     sort: str | None, status: str | None, pareto: bool | None, owned: bool
@@ -100,11 +111,7 @@ def trial_page_query(
     rest together, and a join of the two let PostgreSQL pick a nested loop over every trial
     of the job while its statistics were stale (64 ms for one page). No row means: past the
     last page, or no such job (for this owner); the caller tells which."""
-    where = [Trial.job_id == bindparam("job_id")]
-    if status is not None:
-        where.append(Trial.status == check_trial_status(status))
-    if pareto is not None:
-        where.append(Trial.pareto.is_(bool(pareto)))
+    where = trial_filter(bindparam("job_id"), status, pareto)
     total = select(func.count()).select_from(Trial).where(*where).scalar_subquery()
     query = select(Trial.index, total.label("total")).where(*where)
     if owned:

@@ -29,7 +29,7 @@ from .engine import build_engine, check_connection
 from .jobs import JobsMixin
 from .migrations import ensure_schema
 from .models import Artifact, Trial, utcnow
-from .queries import trial_order, trial_page_query, trial_rows_query
+from .queries import trial_filter, trial_order, trial_page_query, trial_rows_query
 from .records import (
     FINISHED_TRIAL_STATUSES,
     ArtifactInfo,
@@ -204,7 +204,9 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         descending, NULLs last either way, ties by index); optionally filtered by ``status``
         and ``pareto``; ``limit=None`` = all."""
         cv.check_page(limit, offset)
-        query = _trial_filter(select(Trial), job_id, status, pareto).order_by(*trial_order(sort))
+        query = (
+            select(Trial).where(*trial_filter(job_id, status, pareto)).order_by(*trial_order(sort))
+        )
         if limit is not None:
             query = query.limit(limit)
         if offset:
@@ -236,7 +238,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
             if not order:  # no such job (NotFoundError), or past the last page
                 job_owned(conn, job_id, owner)
                 count = select(func.count()).select_from(Trial)
-                return [], int(conn.scalar(_trial_filter(count, job_id, status, pareto)) or 0)
+                return [], int(conn.scalar(count.where(*trial_filter(job_id, status, pareto))) or 0)
             query = trial_rows_query(self.dialect)
             rows = conn.execute(query, {"job_id": job_id, "indices": list(order)}).all()
             trials = sorted(
@@ -248,7 +250,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
     def count_trials(
         self, job_id: str, *, status: str | None = None, pareto: bool | None = None
     ) -> int:
-        query = _trial_filter(select(func.count()).select_from(Trial), job_id, status, pareto)
+        query = select(func.count()).select_from(Trial).where(*trial_filter(job_id, status, pareto))
         with self._tx("counting trials") as s:
             job_row(s, job_id)
             return int(s.scalar(query) or 0)
@@ -303,12 +305,3 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                 raise missing_artifact(job_id, index, kind)
             info = cv.artifact_info(row, job_id, trial.index)
         return self._files.read(info)
-
-
-def _trial_filter(query: Any, job_id: str, status: str | None, pareto: bool | None) -> Any:
-    query = query.where(Trial.job_id == job_id)
-    if status is not None:
-        query = query.where(Trial.status == check_trial_status(status))
-    if pareto is not None:
-        query = query.where(Trial.pareto.is_(bool(pareto)))
-    return query
