@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ._session import reading, transaction
 from .artifacts import ArtifactStore
-from .engine import connection_error, mask_url
+from .engine import build_reader, connection_error, mask_url
 
 
 class StorageBase:
@@ -25,13 +25,8 @@ class StorageBase:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Reads on the API's hot path run in autocommit mode: no BEGIN/COMMIT round trips (on
         # PostgreSQL each measured as much as the query), each statement reads its own
-        # snapshot. Same pool; on PostgreSQL the mode is a client-side driver flag, and
-        # SQLite's driver already runs SELECTs outside a transaction.
-        self._reader = (
-            engine
-            if engine.dialect.name == "sqlite"
-            else engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        # snapshot.
+        self._reader = build_reader(engine)
         self._files = ArtifactStore(artifact_dir)
 
     @property
@@ -58,6 +53,8 @@ class StorageBase:
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._reader is not self._engine:
+            self._reader.dispose()
 
     def __enter__(self) -> Self:
         return self

@@ -175,9 +175,10 @@ def trial_info(row: Trial) -> TrialInfo:
 
 
 def trial_info_from_row(row: Any) -> TrialInfo:
-    """A TrialInfo from a Core row of ``queries.trial_rows_query`` (its columns are the
-    fields in order): no ORM objects and no keyword dict, the cheapest build for pages."""
-    return TrialInfo(*row)
+    """A TrialInfo from a Core row of ``queries.trial_page_query`` (its columns are the
+    fields in order, then the page's total): no ORM objects and no keyword dict, the cheapest
+    build for pages."""
+    return TrialInfo(*row[:-1])
 
 
 def artifact_info(row: Artifact, job_id: str, index: int) -> ArtifactInfo:

@@ -29,7 +29,7 @@ from .engine import build_engine, check_connection
 from .jobs import JobsMixin
 from .migrations import ensure_schema
 from .models import Artifact, Trial, utcnow
-from .queries import trial_filter, trial_order, trial_page_query, trial_rows_query
+from .queries import trial_filter, trial_order, trial_page_query
 from .records import (
     FINISHED_TRIAL_STATUSES,
     ArtifactInfo,
@@ -229,23 +229,16 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         """One page of a job's trials and the total count (the API's hot path: one connection
         checkout, autocommit reads). ``owner`` as in ``get_job``."""
         cv.check_page(limit, offset)
-        ranked = trial_page_query(sort, status, pareto, owner is not None)
+        query = trial_page_query(self.dialect, sort, status, pareto, owner is not None)
         args = {"job_id": job_id, "limit": limit, "offset": offset, "owner": owner}
         with self._read("listing trials") as conn:
             # .all(): one fetchall; iterating a result fetches row by row (psycopg: ~1 ms a page)
-            page = conn.execute(ranked, args).all()
-            order = {index: (i, total) for i, (index, total) in enumerate(page)}
-            if not order:  # no such job (NotFoundError), or past the last page
+            rows = conn.execute(query, args).all()
+            if not rows:  # no such job (NotFoundError), or past the last page
                 job_owned(conn, job_id, owner)
                 count = select(func.count()).select_from(Trial)
                 return [], int(conn.scalar(count.where(*trial_filter(job_id, status, pareto))) or 0)
-            query = trial_rows_query(self.dialect)
-            rows = conn.execute(query, {"job_id": job_id, "indices": list(order)}).all()
-            trials = sorted(
-                (cv.trial_info_from_row(r) for r in rows),
-                key=lambda t: order[t.index][0],
-            )
-            return trials, int(next(iter(order.values()))[1])
+            return [cv.trial_info_from_row(r) for r in rows], int(rows[0][-1])
 
     def count_trials(
         self, job_id: str, *, status: str | None = None, pareto: bool | None = None
