@@ -199,7 +199,19 @@ async def load(
     }
 
 
+def host_loop_seconds() -> float:
+    """Seconds for a fixed pure-Python loop (10**7 additions), taken before each run: this
+    shared VM's speed varies by 2x from one moment to the next, and a run's latencies only
+    compare with another's taken at a similar speed."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10**7):
+        total += i
+    return round(time.perf_counter() - start, 2)
+
+
 def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    host_loop_s = host_loop_seconds()
     artifacts = workdir / f"artifacts-{name}"
     job_id, token = seed(url, artifacts, args.trials)
     port = free_port()
@@ -238,6 +250,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
         server.wait(timeout=30)
     return {
         "backend": name,
+        "host_loop_s": host_loop_s,
         **result,
         "meets_target": result["p99_ms"] < 50 and not result["errors"],
     }
