@@ -23,6 +23,7 @@ from service_helpers import (
 from typer.testing import CliRunner
 
 from sparsearch.cli import app
+from sparsearch.service.supervisor import SERVE_PID_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +103,20 @@ def test_workers_of_a_killed_serve_stop_and_free_the_port(tmp_path):
     for worker in workers:
         wait_for(f"orphaned worker {worker.pid} to stop", lambda w=worker: pid_gone(w.pid), 15)
     assert not _up(base)
+
+
+def test_a_worker_that_starts_after_serve_died_stops_by_itself(tmp_path):
+    # serve killed while a worker is still importing: by the time the worker looks, its
+    # parent is already the reaper. It must compare against serve's pid, not its parent's.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    env = {**service_env(settings_for(tmp_path, "", auth="off")), SERVE_PID_ENV: str(gone.pid)}
+    script = "import time\nfrom sparsearch.api.app import worker_app\nworker_app()\ntime.sleep(60)"
+    worker = subprocess.Popen([PYTHON, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    try:
+        assert worker.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        kill_if_running(worker)
 
 
 def test_bad_worker_count_is_refused(tmp_path):

@@ -145,11 +145,11 @@ def worker_app() -> FastAPI:
     import os
 
     from sparsearch.logs import configure_logging
-    from sparsearch.service.supervisor import watch_parent
+    from sparsearch.service.supervisor import SERVE_PID_ENV, watch_parent
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_format == "json")
-    watch_parent(os.getppid())
+    watch_parent(int(os.environ.get(SERVE_PID_ENV) or os.getppid()))
     app = create_app(settings)
     freeze_startup_heap()
     return app

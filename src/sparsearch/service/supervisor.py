@@ -159,6 +159,12 @@ class SchedulerProcess:
                 self._spawn()
 
 
+#: The pid of the ``serve`` process, passed to its spawned API workers: a worker started
+#: moments before ``serve`` was killed must not take the reaper it was handed to for its
+#: parent (``os.getppid()`` in the worker would already say 1).
+SERVE_PID_ENV = "_SPARSEARCH_SERVE_PID"
+
+
 def watch_parent(parent_pid: int, on_orphaned: Callable[[], None] | None = None) -> None:
     """Call ``on_orphaned`` (default: SIGTERM to this process) once ``parent_pid`` is no longer
     this process's parent, e.g. because a supervising ``serve`` was killed. Checks every second
@@ -290,6 +296,7 @@ class _WorkerPool:
             os.environ.clear()
             os.environ.update(settings_env(self._settings, base=saved_env))
             os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+            os.environ[SERVE_PID_ENV] = str(os.getpid())
             config = uvicorn.Config(
                 "sparsearch.api.app:worker_app",
                 factory=True,
