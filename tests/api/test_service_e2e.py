@@ -30,21 +30,30 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([SPARSEARCH, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [SPARSEARCH, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 @pytest.fixture
 def server(tmp_path, ray_address):
     db = f"sqlite:///{tmp_path / 'service.db'}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")},
-           "SPARSEARCH_DATABASE_URL": db, "SPARSEARCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-           "SPARSEARCH_RAY_ADDRESS": ray_address}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")},
+        "SPARSEARCH_DATABASE_URL": db,
+        "SPARSEARCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "SPARSEARCH_RAY_ADDRESS": ray_address,
+    }
     token = _cli("token", "create", "--owner", "alice", "--name", "e2e", env=env)
     assert token.returncode == 0, token.stderr
     port = _free_port()
-    proc = subprocess.Popen([SPARSEARCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [SPARSEARCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -70,9 +79,13 @@ def server(tmp_path, ray_address):
 def test_submit_poll_front_download_reload(server):
     url, token, env = server
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    body = {"dataset": "digits", "limits": {"flash_bytes": 24576, "ram_bytes": 6144},
-            "budget": {"trials": 4, "parallel": 2, "epochs": 4}, "seed": 0,
-            "pruning_methods": ["filter_norm"]}
+    body = {
+        "dataset": "digits",
+        "limits": {"flash_bytes": 24576, "ram_bytes": 6144},
+        "budget": {"trials": 4, "parallel": 2, "epochs": 4},
+        "seed": 0,
+        "pruning_methods": ["filter_norm"],
+    }
     r = http.post("/v1/jobs", json=body)
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
@@ -119,8 +132,24 @@ def test_submit_poll_front_download_reload(server):
 def test_cli_client_against_the_server(server, tmp_path):
     url, token, env = server
     env = {**env, "SPARSEARCH_TOKEN": token}
-    sub = _cli("submit", "--server", url, "--dataset", "digits", "--flash", "24KiB", "--ram",
-               "6KiB", "--trials", "3", "--parallel", "2", "--epochs", "2", env=env)
+    sub = _cli(
+        "submit",
+        "--server",
+        url,
+        "--dataset",
+        "digits",
+        "--flash",
+        "24KiB",
+        "--ram",
+        "6KiB",
+        "--trials",
+        "3",
+        "--parallel",
+        "2",
+        "--epochs",
+        "2",
+        env=env,
+    )
     assert sub.returncode == 0, sub.stderr
     job_id = sub.stdout.strip().splitlines()[-1]
     assert "24576" in sub.stderr

@@ -25,11 +25,32 @@ def _env(ray_address: str) -> dict[str, str]:
 
 def test_interrupt_then_resume(tmp_path, ray_address):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
-    args = [SPARSEARCH, "search", "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
-            "--trials", "5", "--parallel", "2", "--epochs", "3", "--seed", "2", "--db", db,
-            "--artifacts", str(tmp_path / "artifacts"), "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(ray_address))
+    args = [
+        SPARSEARCH,
+        "search",
+        "--dataset",
+        "digits",
+        "--flash",
+        "24KiB",
+        "--ram",
+        "6KiB",
+        "--trials",
+        "5",
+        "--parallel",
+        "2",
+        "--epochs",
+        "3",
+        "--seed",
+        "2",
+        "--db",
+        db,
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(ray_address)
+    )
     storage = open_storage(db, tmp_path / "artifacts")
     deadline = time.monotonic() + 180
     job_id = None
@@ -64,9 +85,23 @@ def test_interrupt_then_resume(tmp_path, ray_address):
     snapshot = {t.index: (t.status, t.accuracy, t.params) for t in trials}
     assert 1 <= trained_before < 5
 
-    resumed = subprocess.run([SPARSEARCH, "search", "--resume", job_id, "--db", db,
-                              "--artifacts", str(tmp_path / "artifacts"), "--json"],
-                             capture_output=True, text=True, env=_env(ray_address), timeout=600)
+    resumed = subprocess.run(
+        [
+            SPARSEARCH,
+            "search",
+            "--resume",
+            job_id,
+            "--db",
+            db,
+            "--artifacts",
+            str(tmp_path / "artifacts"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(ray_address),
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
     assert doc["status"] == "completed"

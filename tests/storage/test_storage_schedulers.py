@@ -115,9 +115,17 @@ def test_interrupt_stale_jobs(storage: Storage) -> None:
     storage.set_job_status(local_job, "running")  # a local run: no scheduler, no heartbeat
     pruning = {"method": "none", "level": 0.0}
     for index, status in enumerate(("running", "infeasible")):
-        storage.add_trial(stale_job, index, status=status, params={}, generator="Sobol",
-                          gen_seconds=0.0, estimates={}, feasible=status == "running",
-                          pruning=pruning)
+        storage.add_trial(
+            stale_job,
+            index,
+            status=status,
+            params={},
+            generator="Sobol",
+            gen_seconds=0.0,
+            estimates={},
+            feasible=status == "running",
+            pruning=pruning,
+        )
     time.sleep(STALE + 0.15)
     assert storage.beat_job(fresh_job, b)
     assert storage.interrupt_stale_jobs(stale_after=STALE) == [stale_job]
@@ -181,7 +189,9 @@ def test_claims_are_recorded_with_the_previous_status(storage) -> None:
     assert again is not None and again.scheduler_id == "s2"
     claims = storage.list_claims(job.id)
     assert [(c.scheduler_id, c.previous_status) for c in claims] == [
-        ("s1", "queued"), ("s2", "interrupted")]
+        ("s1", "queued"),
+        ("s2", "interrupted"),
+    ]
     assert claims[0].claimed_at <= claims[1].claimed_at
     assert storage.claim_next_job(("queued",), scheduler_id="s3") is None
     assert len(storage.list_claims(job.id)) == 2

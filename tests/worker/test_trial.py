@@ -70,8 +70,12 @@ def test_magnitude_trial_keeps_shapes_and_zeroes_weights(digits):
 
 
 def test_input_scale_trains_at_the_scaled_resolution(digits):
-    arch = ArchSpec(input_shape=(1, 8, 8), num_classes=10, input_scale=0.5,
-                    blocks=(BlockSpec("conv", 3, 8, "none"),))
+    arch = ArchSpec(
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        input_scale=0.5,
+        blocks=(BlockSpec("conv", 3, 8, "none"),),
+    )
     spec = TrialSpec(arch=arch, train=TrainSpec(lr=1e-2, epochs=1, batch_size=32))
     result = run_trial(spec, digits)
     proto = onnx.load_from_string(result.artifacts["onnx"])

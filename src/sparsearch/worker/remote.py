@@ -92,8 +92,9 @@ class TrialRunner:
             return self._ray.get(ref)
         except Exception as e:  # Ray wraps worker deaths and system errors in several types
             lines = [ln for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
-            return TrialFailure(f"worker lost: {lines[-1] if lines else type(e).__name__}",
-                                _ANSI.sub("", str(e)), 0)
+            return TrialFailure(
+                f"worker lost: {lines[-1] if lines else type(e).__name__}", _ANSI.sub("", str(e)), 0
+            )
 
     def cancel(self, ref: Any) -> None:
         try:
