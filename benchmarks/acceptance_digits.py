@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 FLASH, RAM, TRIALS = 24 * 1024, 6 * 1024, 8
+FRONT_KEYS = ("index", "accuracy", "test_accuracy", "flash_bytes", "ram_bytes", "macs", "pruning")
 
 
 def dominated(t: dict, others: list[dict]) -> bool:
@@ -39,28 +40,11 @@ def dominated(t: dict, others: list[dict]) -> bool:
 def run_seed(seed: int, workdir: Path) -> dict:
     db = f"sqlite:///{workdir / f'seed{seed}.db'}"
     cmd = [
-        str(Path(sys.executable).with_name("sparsearch")),
-        "search",
-        "--dataset",
-        "digits",
-        "--flash",
-        "24KiB",
-        "--ram",
-        "6KiB",
-        "--trials",
-        str(TRIALS),
-        "--parallel",
-        "2",
-        "--epochs",
-        "6",
-        "--db",
-        db,
-        "--artifacts",
-        str(workdir / "artifacts"),
-        "--seed",
-        str(seed),
-        "--json",
-    ]
+        str(Path(sys.executable).with_name("sparsearch")), "search",
+        "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
+        "--trials", str(TRIALS), "--parallel", "2", "--epochs", "6",
+        "--db", db, "--artifacts", str(workdir / "artifacts"), "--seed", str(seed), "--json",
+    ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -95,21 +79,7 @@ def run_seed(seed: int, workdir: Path) -> dict:
         "best_accuracy": doc["best_accuracy"],
         "hypervolume": doc["hypervolume"],
         "generators": sorted({t["generator"] for t in trials}),
-        "front": [
-            {
-                k: t[k]
-                for k in (
-                    "index",
-                    "accuracy",
-                    "test_accuracy",
-                    "flash_bytes",
-                    "ram_bytes",
-                    "macs",
-                    "pruning",
-                )
-            }
-            for t in front
-        ],
+        "front": [{k: t[k] for k in FRONT_KEYS} for t in front],
     }
 
 

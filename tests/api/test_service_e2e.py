@@ -133,23 +133,9 @@ def test_cli_client_against_the_server(server, tmp_path):
     url, token, env = server
     env = {**env, "SPARSEARCH_TOKEN": token}
     sub = _cli(
-        "submit",
-        "--server",
-        url,
-        "--dataset",
-        "digits",
-        "--flash",
-        "24KiB",
-        "--ram",
-        "6KiB",
-        "--trials",
-        "3",
-        "--parallel",
-        "2",
-        "--epochs",
-        "2",
-        env=env,
-    )
+        "submit", "--server", url, "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
+        "--trials", "3", "--parallel", "2", "--epochs", "2", env=env,
+    )  # fmt: skip
     assert sub.returncode == 0, sub.stderr
     job_id = sub.stdout.strip().splitlines()[-1]
     assert "24576" in sub.stderr

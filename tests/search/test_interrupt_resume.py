@@ -26,28 +26,10 @@ def _env(ray_address: str) -> dict[str, str]:
 def test_interrupt_then_resume(tmp_path, ray_address):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     args = [
-        SPARSEARCH,
-        "search",
-        "--dataset",
-        "digits",
-        "--flash",
-        "24KiB",
-        "--ram",
-        "6KiB",
-        "--trials",
-        "5",
-        "--parallel",
-        "2",
-        "--epochs",
-        "3",
-        "--seed",
-        "2",
-        "--db",
-        db,
-        "--artifacts",
-        str(tmp_path / "artifacts"),
-        "--json",
-    ]
+        SPARSEARCH, "search", "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
+        "--trials", "5", "--parallel", "2", "--epochs", "3", "--seed", "2",
+        "--db", db, "--artifacts", str(tmp_path / "artifacts"), "--json",
+    ]  # fmt: skip
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(ray_address)
     )
@@ -85,18 +67,12 @@ def test_interrupt_then_resume(tmp_path, ray_address):
     snapshot = {t.index: (t.status, t.accuracy, t.params) for t in trials}
     assert 1 <= trained_before < 5
 
+    resume = [
+        SPARSEARCH, "search", "--resume", job_id,
+        "--db", db, "--artifacts", str(tmp_path / "artifacts"), "--json",
+    ]  # fmt: skip
     resumed = subprocess.run(
-        [
-            SPARSEARCH,
-            "search",
-            "--resume",
-            job_id,
-            "--db",
-            db,
-            "--artifacts",
-            str(tmp_path / "artifacts"),
-            "--json",
-        ],
+        resume,
         capture_output=True,
         text=True,
         env=_env(ray_address),

@@ -167,7 +167,7 @@ def _sqlite_engine(url: URL) -> Engine:
             url,
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
-            json_deserializer=_ENGINE_OPTIONS["json_deserializer"],
+            json_deserializer=_json_loads,
         )
     else:
         try:

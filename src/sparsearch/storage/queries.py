@@ -113,8 +113,9 @@ def trial_page_query(
     50 rows at most. On PostgreSQL the indices come as one array (``= ANY (CAST((SELECT
     array_agg …) AS INTEGER[]))``), which the planner runs once, first: as a join or an
     ``IN`` it planned a nested loop that re-ran the ranking once per trial of the job while
-    the table had no statistics (17-426 ms for one page of 1,000 trials). No row means: past
-    the last page, or no such job (for this owner); the caller tells which."""
+    the table had no statistics (EXPLAIN ANALYZE on 1,000 trials: 5-426 ms a page by sort,
+    against ~1 ms in this form). No row means: past the last page, or no such job (for this
+    owner); the caller tells which."""
     where = trial_filter(bindparam("job_id"), status, pareto)
     ranked = select(Trial.index).where(*where)
     if owned:

@@ -226,8 +226,8 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[TrialInfo], int]:
-        """One page of a job's trials and the total count (the API's hot path: one connection
-        checkout, autocommit reads). ``owner`` as in ``get_job``."""
+        """One page of a job's trials and the total count (the API's hot path: one statement
+        on the reader pool, ``queries.trial_page_query``). ``owner`` as in ``get_job``."""
         cv.check_page(limit, offset)
         query = trial_page_query(self.dialect, sort, status, pareto, owner is not None)
         args = {"job_id": job_id, "limit": limit, "offset": offset, "owner": owner}
