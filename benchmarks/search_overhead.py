@@ -32,10 +32,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
+    from sparsearch.datasets import load_dataset
     from sparsearch.jobconfig import JobConfig
     from sparsearch.search.driver import SearchDriver
     from sparsearch.storage import open_storage
-    from sparsearch.worker.data import load_dataset
     from sparsearch.worker.remote import init_ray
 
     tmp = Path(tempfile.mkdtemp(prefix="sparsearch-bench-"))

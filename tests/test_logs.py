@@ -103,7 +103,7 @@ def test_log_settings_from_the_environment(monkeypatch):
 
 
 def test_log_level_option_overrides_the_setting_and_reaches_serves_child(restore_logging):
-    from sparsearch.cli_service import _setup_logging
+    from sparsearch.cli.service import _setup_logging
     from sparsearch.service.supervisor import settings_env
 
     settings = Settings(log_level="WARNING", log_format="json")

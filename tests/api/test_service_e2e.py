@@ -111,8 +111,8 @@ def test_submit_poll_front_download_reload(server):
     assert r.status_code == 200
     assert hashlib.sha256(r.content).hexdigest() == sd["sha256"] == r.headers["X-Content-SHA256"]
 
+    from sparsearch.datasets import load_dataset
     from sparsearch.space.spec import ArchSpec, TrialSpec
-    from sparsearch.worker.data import load_dataset
     from sparsearch.worker.export import load_model
     from sparsearch.worker.train import evaluate
     from sparsearch.worker.trial import prepare_inputs

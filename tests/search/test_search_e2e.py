@@ -90,8 +90,8 @@ def test_search_trains_on_ray_stores_everything_and_reloads(local_storage, ray_a
     assert job_after.best_accuracy == max(t.accuracy for t in completed)
 
     # A structurally pruned artifact reloads from its effective spec and reproduces the accuracy.
+    from sparsearch.datasets import load_dataset
     from sparsearch.space.spec import ArchSpec, TrialSpec
-    from sparsearch.worker.data import load_dataset
     from sparsearch.worker.export import load_model
     from sparsearch.worker.train import evaluate
     from sparsearch.worker.trial import prepare_inputs

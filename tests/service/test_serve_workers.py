@@ -23,7 +23,7 @@ from service_helpers import (
 from typer.testing import CliRunner
 
 from sparsearch.cli import app
-from sparsearch.service.supervisor import SERVE_PID_ENV
+from sparsearch.service.process import SERVE_PID_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,9 @@ def test_a_worker_that_starts_after_serve_died_stops_by_itself(tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()
     env = {**service_env(settings_for(tmp_path, "", auth="off")), SERVE_PID_ENV: str(gone.pid)}
-    script = "import time\nfrom sparsearch.api.app import worker_app\nworker_app()\ntime.sleep(60)"
+    script = (
+        "import time\nfrom sparsearch.service.asgi import worker_app\nworker_app()\ntime.sleep(60)"
+    )
     worker = subprocess.Popen([PYTHON, "-c", script], env=env, stderr=subprocess.DEVNULL)
     try:
         assert worker.wait(timeout=30) == -signal.SIGTERM

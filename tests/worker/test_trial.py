@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
+from sparsearch.datasets import load_dataset
+from sparsearch.errors import DatasetError
 from sparsearch.space.spec import ArchSpec, BlockSpec, PruningSpec, TrainSpec, TrialSpec
-from sparsearch.worker.data import load_dataset
 from sparsearch.worker.export import load_model
 from sparsearch.worker.train import evaluate
-from sparsearch.worker.trial import prepare_inputs, run_trial
+from sparsearch.worker.trial import prepare_inputs, resize_inputs, run_trial
 
 ARCH = ArchSpec(
     input_shape=(1, 8, 8),
@@ -81,3 +83,24 @@ def test_input_scale_trains_at_the_scaled_resolution(digits):
     proto = onnx.load_from_string(result.artifacts["onnx"])
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 1, 4, 4]
+
+
+# --- resize ----------------------------------------------------------------------------------
+
+
+def test_resize_inputs_area_average() -> None:
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    out = resize_inputs(x, (2, 2))
+    assert out.shape == (2, 3, 2, 2) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0, 0, 0], x[0, 0, :2, :2].mean())
+    assert resize_inputs(x, (4, 4)) is x
+    assert resize_inputs(np.zeros((5, 1, 28, 28), np.float32), (21, 21)).shape == (5, 1, 21, 21)
+
+
+@pytest.mark.parametrize(
+    "x, hw",
+    [(np.zeros((2, 4, 4), np.float32), (2, 2)), (np.zeros((2, 1, 4, 4), np.float32), (0, 2))],
+)
+def test_resize_inputs_rejects_bad_input(x: np.ndarray, hw) -> None:
+    with pytest.raises(DatasetError):
+        resize_inputs(x, hw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
@@ -134,30 +133,3 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     for module in (jobs, trials, artifacts, datasets, health):
         app.include_router(module.router)
     return app
-
-
-def worker_app() -> FastAPI:
-    """The app of one ``serve --workers N`` worker process (a uvicorn factory).
-
-    The worker is spawned by ``serve``, which passed its settings on as ``SPARSEARCH_*``
-    variables: it logs like ``serve`` and stops by itself if ``serve`` disappears (killed
-    with SIGKILL, its workers would otherwise keep the port)."""
-    import os
-
-    from sparsearch.logs import configure_logging
-    from sparsearch.service.supervisor import SERVE_PID_ENV, watch_parent
-
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_format == "json")
-    watch_parent(int(os.environ.get(SERVE_PID_ENV) or os.getppid()))
-    app = create_app(settings)
-    freeze_startup_heap()
-    return app
-
-
-def freeze_startup_heap() -> None:
-    """Move everything imported and built so far, which lives as long as the server, out of
-    the cyclic garbage collector's reach: one full collection over it took ~60 ms, which was
-    the API's p99 under load. For server processes only (what is frozen is never collected)."""
-    gc.collect()
-    gc.freeze()

@@ -115,8 +115,8 @@ class SearchDriver:
         a ``should_stop`` that fires ends it with the status it returned (no exception)."""
         import torch
 
+        from sparsearch.datasets import load_dataset
         from sparsearch.storage import is_dataset_id
-        from sparsearch.worker.data import load_dataset
         from sparsearch.worker.remote import TrialRunner, init_ray
 
         if self.job.status not in RESUMABLE:

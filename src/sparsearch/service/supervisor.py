@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from sparsearch.service.process import SERVE_PID_ENV, freeze_startup_heap
+
 log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost",)
@@ -159,29 +161,6 @@ class SchedulerProcess:
                 self._spawn()
 
 
-#: The pid of the ``serve`` process, passed to its spawned API workers: a worker started
-#: moments before ``serve`` was killed must not take the reaper it was handed to for its
-#: parent (``os.getppid()`` in the worker would already say 1).
-SERVE_PID_ENV = "_SPARSEARCH_SERVE_PID"
-
-
-def watch_parent(parent_pid: int, on_orphaned: Callable[[], None] | None = None) -> None:
-    """Call ``on_orphaned`` (default: SIGTERM to this process) once ``parent_pid`` is no longer
-    this process's parent, e.g. because a supervising ``serve`` was killed. Checks every second
-    from a daemon thread."""
-
-    def orphaned() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def loop() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        log.warning("parent process %d is gone; stopping", parent_pid)
-        (on_orphaned or orphaned)()
-
-    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0 picks a free one); OSError if taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -257,8 +236,6 @@ class _OneServer:
         self._server.should_exit = True
 
     def run(self) -> None:
-        from sparsearch.api.app import freeze_startup_heap
-
         freeze_startup_heap()
         if not self._server.should_exit:
             self._server.run(sockets=[self._sock])
@@ -268,7 +245,7 @@ class _WorkerPool:
     """``api_workers`` uvicorn worker processes on one socket, under uvicorn's supervisor.
 
     Workers are spawned (not forked), so they get the settings as ``SPARSEARCH_*`` variables
-    and build the app with :func:`sparsearch.api.app.worker_app`. Their request latency
+    and build the app with :func:`sparsearch.service.asgi.worker_app`. Their request latency
     histograms go to files in a private directory (prometheus_client's multiprocess mode),
     so ``/metrics``, answered by any one worker, sums all of them."""
 
@@ -298,7 +275,7 @@ class _WorkerPool:
             os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
             os.environ[SERVE_PID_ENV] = str(os.getpid())
             config = uvicorn.Config(
-                "sparsearch.api.app:worker_app",
+                "sparsearch.service.asgi:worker_app",
                 factory=True,
                 workers=self._settings.api_workers,
                 log_level="warning",

@@ -4,7 +4,7 @@ A dataset is a row (owner, name, summary, size, sha256) plus its file
 ``<artifact_dir>/datasets/<id>.npz``. The file is written to a temporary name next to its place,
 fsynced, and renamed into place just before the row commits; if the commit fails it is removed,
 so a row never lacks its file (a crash in between leaves at most an orphan file, never a row
-without one). Checking the content is the caller's job (``worker.data.validate_npz_bytes``):
+without one). Checking the content is the caller's job (``datasets.validate_npz_bytes``):
 storage keeps the bytes and the summary it is given.
 
 Ownership as for jobs: with ``owner=``, another owner's dataset is reported missing

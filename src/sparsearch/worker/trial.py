@@ -12,12 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from sparsearch.datasets import Dataset
+from sparsearch.errors import DatasetError
 from sparsearch.pruning import get_method
 from sparsearch.space.builder import build_model
 from sparsearch.space.spec import TrialSpec, effective_arch
-from sparsearch.worker.data import Dataset, resize_inputs
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
 from sparsearch.worker.train import evaluate, set_determinism, train_epochs
 
@@ -36,6 +39,25 @@ class TrialResult:
     artifacts: dict[str, bytes] = field(default_factory=dict)
     worker_pid: int = 0
     worker_host: str = ""
+
+
+def resize_inputs(x: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+    """Resize (N, C, H, W) images to ``shape_hw`` by area averaging (the input-scale dimension
+    of the search). Returns ``x`` itself when the size already matches."""
+    if x.ndim != 4:
+        raise DatasetError(f"resize_inputs expects (N, C, H, W), got shape {x.shape}")
+    h, w = (int(v) for v in shape_hw)
+    if h < 1 or w < 1:
+        raise DatasetError(f"cannot resize images to {shape_hw}", hint="use a size of at least 1x1")
+    if x.shape[2:] == (h, w):
+        return x
+    out = np.empty((x.shape[0], x.shape[1], h, w), dtype=np.float32)
+    step = 8192  # bounds peak memory on 60k-image datasets
+    with torch.no_grad():
+        for start in range(0, x.shape[0], step):
+            chunk = torch.from_numpy(np.asarray(x[start : start + step], dtype=np.float32))
+            out[start : start + step] = F.interpolate(chunk, size=(h, w), mode="area").numpy()
+    return out
 
 
 def prepare_inputs(spec: TrialSpec, data: Dataset) -> tuple[Any, Any, Any]:

@@ -1,6 +1,6 @@
 """/v1/datasets: upload an ``.npz`` (x_train, y_train, x_test, y_test), list, inspect, delete.
 
-An upload is checked before anything is stored (``worker.data.validate_npz_bytes``: size caps,
+An upload is checked before anything is stored (``datasets.validate_npz_bytes``: size caps,
 no pickles, layouts, dtypes, labels); a job then names it by id. The body is capped while it
 streams in: FastAPI parses a multipart form (spooling every byte) before the endpoint runs, so
 the cap is enforced by this router's route class, not by the endpoint alone.
@@ -118,7 +118,7 @@ def upload_dataset(
         ),
     ] = None,
 ) -> DatasetPublic:
-    from sparsearch.worker.data import validate_npz_bytes
+    from sparsearch.datasets import validate_npz_bytes
 
     cap = upload_cap(settings)
     data = file.file.read(cap + 1)

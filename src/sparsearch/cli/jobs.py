@@ -1,18 +1,20 @@
-"""CLI commands that talk to a job wherever it lives: ``submit`` (to a server) and ``status``
-(a server's job or a local one). Registered onto the main Typer app by ``cli.py``."""
+"""Commands about jobs wherever they live, the local database or a server (``--server``):
+``jobs``, ``status``, ``pareto``, ``pull`` and ``submit``."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from sparsearch.cli import (
+from sparsearch.cli.common import (
     AccountingOption,
+    ArtifactsOption,
     DbOption,
     EpochsOption,
     FlashOption,
@@ -23,19 +25,102 @@ from sparsearch.cli import (
     ServerOption,
     TokenOption,
     TrialsOption,
-    _backend,
-    _fail,
-    app,
+    backend,
     err,
+    fail,
     out,
+    say,
 )
+from sparsearch.cli.search import print_front
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import format_size, parse_size
+
+#: What ``pull --format`` can write (the artifacts every completed trial stores).
+PULL_FORMATS: tuple[str, ...] = ("state_dict", "onnx")
+
+
+def jobs(
+    status: str | None = typer.Option(None, help="Only jobs with this status"),
+    limit: int = typer.Option(50),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """List search jobs (local database, or --server)."""
+    from sparsearch.cli.render import jobs_table
+    from sparsearch.storage import JOB_STATUSES
+
+    try:
+        if status is not None and status not in JOB_STATUSES:
+            raise ConfigError(
+                f"unknown job status {status!r}", f"choose one of {', '.join(JOB_STATUSES)}"
+            )
+        if not 1 <= limit <= 1000:
+            raise ConfigError(f"--limit must be from 1 to 1000, got {limit}")
+        rows = backend(server, token, db).list_jobs(status=status, limit=limit)
+    except SparsearchError as e:
+        fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        out.print(jobs_table(rows))
+
+
+def pareto(
+    job_id: str,
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Show a job's Pareto front (accuracy vs flash vs RAM)."""
+    try:
+        source = backend(server, token, db)
+        job, front = source.get_job(job_id), source.pareto(job_id)
+    except SparsearchError as e:
+        fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(front) + "\n")
+    else:
+        print_front({**job, "pareto": front})
+
+
+def pull(
+    job_id: str,
+    trial: int | None = typer.Option(None, help="Trial index (default: best on the front)"),
+    fmt: str = typer.Option("onnx", "--format", help="state_dict | onnx"),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write"),
+    db: str | None = DbOption,
+    artifacts: Path | None = ArtifactsOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Write a trial's model artifact to a file (default: the most accurate front trial)."""
+    try:
+        if fmt not in PULL_FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}", f"choose one of {', '.join(PULL_FORMATS)}")
+        if trial is not None and trial < 0:
+            raise ConfigError(f"--trial must be >= 0, got {trial}", "trial indices start at 0")
+        source = backend(server, token, db, artifacts)
+        if trial is None:
+            trial = source.best(job_id)["index"]
+        data = source.artifact(job_id, trial, fmt)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_bytes(data)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write {output}: {e.strerror or e}", "pass a writable file path with -o"
+            ) from e
+    except SparsearchError as e:
+        fail(e)
+    say(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial})")
+
 
 FINISHED = ("completed", "failed", "cancelled")
 
 
-@app.command()
 def submit(
     dataset: str = typer.Option(
         "digits", help="digits | fashion-mnist | an uploaded dataset id (on the server)"
@@ -73,17 +158,14 @@ def submit(
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")
-        source = _backend(server, token, None)
+        source = backend(server, token, None)
         job = source.create_job(body)
     except SparsearchError as e:
-        _fail(e)
+        fail(e)
     lim = job["limits"]
-    err.print(
-        escape(
-            f"submitted job {job['id']} to {server}: {dataset}, flash ≤ "
-            f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials"
-        ),
-        highlight=False,
+    say(
+        f"submitted job {job['id']} to {server}: {dataset}, flash ≤ "
+        f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials"
     )
     if watch:
         job = _watch(source, job["id"])
@@ -93,7 +175,6 @@ def submit(
         sys.stdout.write(job["id"] + "\n")
 
 
-@app.command()
 def status(
     job_id: str,
     watch: bool = typer.Option(False, "--watch", help="Show progress until the job finishes"),
@@ -104,10 +185,10 @@ def status(
 ) -> None:
     """Show a job's status and progress (local database, or --server)."""
     try:
-        source = _backend(server, token, db)
+        source = backend(server, token, db)
         job = _watch(source, job_id) if watch else source.get_job(job_id)
     except SparsearchError as e:
-        _fail(e)
+        fail(e)
     if as_json:
         sys.stdout.write(json.dumps(job) + "\n")
         return
@@ -131,7 +212,7 @@ def status(
 
 def _watch(source: Any, job_id: str, *, interval: float = 2.0) -> dict[str, Any]:
     """Poll the job with a Rich progress bar on stderr until it reaches a final status."""
-    from sparsearch.render import SearchProgress
+    from sparsearch.cli.render import SearchProgress
 
     job = source.get_job(job_id)
     with SearchProgress(err, job["progress"]["budget"]) as bar:

@@ -5,7 +5,7 @@ arrays that are views of the member's bytes, so an object (pickled) dtype is ref
 anything is unpickled and a header that promises more data than the member holds is refused
 before anything is allocated. With ``max_decompressed``, the members' declared sizes must add up
 to at most that many bytes and every member is read through a bounded stream (headers can lie).
-What the arrays must look like is ``worker.data``'s business; this module only reads them.
+What the arrays must look like is ``sparsearch.datasets``'s business; this module only reads them.
 """
 
 from __future__ import annotations

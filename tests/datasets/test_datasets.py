@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsearch.errors import DatasetError
-from sparsearch.worker.data import (
+from sparsearch.datasets import (
     FASHION_MNIST_ROOT,
     Dataset,
     load_dataset,
     read_idx,
-    resize_inputs,
     validate_npz_bytes,
 )
+from sparsearch.errors import DatasetError
 
 # --- digits ----------------------------------------------------------------------------------
 
@@ -362,24 +361,3 @@ def test_npz_class_needing_two_samples_for_stratification(tmp_path: Path) -> Non
     y[0] = 3  # class 3 appears once: no stratified split possible
     with pytest.raises(DatasetError, match="stratified"):
         load_dataset(_bad(tmp_path, y_train=y))
-
-
-# --- resize ----------------------------------------------------------------------------------
-
-
-def test_resize_inputs_area_average() -> None:
-    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
-    out = resize_inputs(x, (2, 2))
-    assert out.shape == (2, 3, 2, 2) and out.dtype == np.float32
-    np.testing.assert_allclose(out[0, 0, 0, 0], x[0, 0, :2, :2].mean())
-    assert resize_inputs(x, (4, 4)) is x
-    assert resize_inputs(np.zeros((5, 1, 28, 28), np.float32), (21, 21)).shape == (5, 1, 21, 21)
-
-
-@pytest.mark.parametrize(
-    "x, hw",
-    [(np.zeros((2, 4, 4), np.float32), (2, 2)), (np.zeros((2, 1, 4, 4), np.float32), (0, 2))],
-)
-def test_resize_inputs_rejects_bad_input(x: np.ndarray, hw) -> None:
-    with pytest.raises(DatasetError):
-        resize_inputs(x, hw)

@@ -1,0 +1,104 @@
+"""What every command group of the CLI shares: the consoles, the common options, settings and
+storage from options, and the one way an error is printed (``error:`` then ``hint:``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from sparsearch.errors import ConfigError, SparsearchError
+
+# soft_wrap: messages (paths, URLs) are never broken across lines at the terminal width.
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+DbOption = typer.Option(None, "--db", help="Database URL [env SPARSEARCH_DATABASE_URL]")
+ArtifactsOption = typer.Option(
+    None, "--artifacts", help="Artifact directory [env SPARSEARCH_ARTIFACT_DIR]"
+)
+ServerOption = typer.Option(
+    None,
+    "--server",
+    envvar="SPARSEARCH_SERVER",
+    help="sparsearch server URL; without it, commands read the local database",
+)
+TokenOption = typer.Option(
+    None, "--token", envvar="SPARSEARCH_TOKEN", help="API token for --server"
+)
+
+# The job options `search` (local) and `submit` (to a server) share.
+FlashOption = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)")
+RamOption = typer.Option("8KiB", help="RAM limit (same units)")
+MacsOption = typer.Option(None, help="Optional limit on multiply-accumulates")
+TrialsOption = typer.Option(8, help="Trained trials (completed + failed)")
+ParallelOption = typer.Option(2, help="Trials trained at once on Ray")
+EpochsOption = typer.Option(6, help="Training epochs per trial")
+SeedOption = typer.Option(0, help="Seed of the optimizer, data split and training")
+AccountingOption = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)")
+
+
+def settings_from(db: str | None = None, artifacts: Path | None = None) -> Any:
+    """``Settings`` from the environment, with ``--db`` / ``--artifacts`` on top."""
+    from pydantic import ValidationError
+
+    from sparsearch.config import Settings
+
+    overrides: dict[str, Any] = {}
+    if db:
+        overrides["database_url"] = db
+    if artifacts:
+        overrides["artifact_dir"] = artifacts
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        bad = "; ".join(
+            f"SPARSEARCH_{'_'.join(map(str, x['loc'])).upper()}: {x['msg']}" for x in e.errors()
+        )
+        raise ConfigError(f"invalid setting {bad}", "fix or unset that environment variable") from e
+
+
+def masked(url: str) -> str:
+    """A database URL fit for messages (password replaced by ***)."""
+    from sparsearch.storage import mask_url
+
+    return mask_url(url)
+
+
+def open_from(settings: Any) -> Any:
+    """The storage the settings name (migrated on first use)."""
+    from sparsearch.storage import open_storage
+
+    return open_storage(settings.database_url, settings.artifact_dir)
+
+
+def backend(
+    server: str | None, token: str | None, db: str | None, artifacts: Path | None = None
+) -> Any:
+    """A server's jobs (``--server``) or the local database's, behind one interface."""
+    from sparsearch.client import LocalBackend, RemoteBackend
+
+    if server:
+        return RemoteBackend(server, token)
+    return LocalBackend(open_from(settings_from(db, artifacts)))
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    # escape(): messages quote user input (paths, names) that Rich would read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    if hint:
+        err.print(f"[bold]hint:[/] {escape(hint)}", highlight=False)
+
+
+def fail(e: SparsearchError) -> NoReturn:
+    """Print ``e`` and exit with its code (2 for bad input)."""
+    print_error(e.message, e.hint)
+    raise typer.Exit(e.exit_code)
+
+
+def say(text: str) -> None:
+    """One line of sparsearch's own on stderr (stdout stays for results)."""
+    err.print(escape(text), highlight=False)

@@ -1,0 +1,94 @@
+"""``sparsearch token``: API tokens (bearer tokens for the HTTP API)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from sparsearch.cli.common import DbOption, fail, open_from, out, say, settings_from
+from sparsearch.errors import ConfigError, SparsearchError
+
+token_app = typer.Typer(help="API tokens (bearer tokens for the HTTP API).", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    owner: str = typer.Option(..., help="Who the token belongs to (jobs are owned by this name)"),
+    name: str = typer.Option("default", help="A label for the token, e.g. the machine"),
+    db: str | None = DbOption,
+) -> None:
+    """Create an API token; it is printed once, alone on the last line of stdout."""
+    try:
+        storage = open_from(settings_from(db))
+        try:
+            info, plaintext = storage.create_token(owner, name)
+        except ValueError as e:  # the owner or name is not acceptable
+            raise ConfigError(str(e), "pass a different --owner or --name") from e
+    except SparsearchError as e:
+        fail(e)
+    say(
+        f"token {info.id} ({info.name}) for {info.owner}: shown only now, the database keeps "
+        "just its hash. Send it as `Authorization: Bearer <token>`; revoke it with "
+        f"`sparsearch token revoke {info.id}`."
+    )
+    sys.stdout.write(plaintext + "\n")
+
+
+@token_app.command("list")
+def token_list(
+    owner: str | None = typer.Option(None, help="Only this owner's tokens"),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+) -> None:
+    """List API tokens (never the tokens themselves: their ids, owners and prefixes)."""
+    try:
+        rows = [t.to_json() for t in open_from(settings_from(db)).list_tokens(owner)]
+    except SparsearchError as e:
+        fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        out.print(_tokens_table(rows))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: int = typer.Argument(..., help="Id from `sparsearch token list`"),
+    db: str | None = DbOption,
+) -> None:
+    """Revoke an API token: requests that send it are refused from now on."""
+    try:
+        info = open_from(settings_from(db)).revoke_token(token_id)
+    except SparsearchError as e:
+        fail(e)
+    say(f"revoked token {info.id} ({info.name}) of {info.owner}")
+
+
+def _tokens_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="API tokens")
+    for col in ("id", "owner", "name", "prefix", "created", "last used", "revoked"):
+        table.add_column(col, justify="right" if col == "id" else "left")
+    for r in rows:
+        table.add_row(
+            str(r.get("id")),
+            escape(str(r.get("owner"))),
+            escape(str(r.get("name"))),
+            escape(str(r.get("prefix"))),
+            _when(r.get("created_at")),
+            _when(r.get("last_used_at")),
+            _when(r.get("revoked_at")),
+        )
+    return table
+
+
+def _when(value: Any) -> str:
+    """An ISO timestamp shortened to the minute ('-' when missing)."""
+    if not value:
+        return "-"
+    return str(value).replace("T", " ")[:16]
