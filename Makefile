@@ -25,6 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist

@@ -4,18 +4,15 @@ the app; everything about processes (parents, signals, the heap) lives in ``serv
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from sparsearch.api.app import create_app
 from sparsearch.config import Settings
 from sparsearch.logs import configure_logging
 from sparsearch.service.process import SERVE_PID_ENV, freeze_startup_heap, watch_parent
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
-
-def worker_app() -> FastAPI:
+def worker_app() -> Any:
     """The app of one ``serve --workers N`` worker process (a uvicorn factory).
 
     The worker is spawned by ``serve``, which passed its settings on as ``SPARSEARCH_*``
