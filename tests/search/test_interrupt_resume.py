@@ -23,6 +23,21 @@ def _env(ray_address: str) -> dict[str, str]:
     return {**os.environ, "SPARSEARCH_RAY_ADDRESS": ray_address}
 
 
+def _with_default_sigint(args: list[str]) -> list[str]:
+    """``args`` run with SIGINT at its default disposition, whatever this process inherited.
+
+    A shell runs a background job (``make test &`` in a script) with SIGINT ignored, and an
+    ignored signal stays ignored across fork and exec, so the child would never see the Ctrl-C
+    this test sends. ``restore_signals`` does not cover SIGINT, and ``preexec_fn`` is unsafe
+    with the Ray threads this process runs, so a tiny Python resets it and execs ``args``
+    (same pid, so the signal still reaches the CLI)."""
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *args]
+
+
 def test_interrupt_then_resume(tmp_path, ray_address):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     args = [
@@ -31,7 +46,11 @@ def test_interrupt_then_resume(tmp_path, ray_address):
         "--db", db, "--artifacts", str(tmp_path / "artifacts"), "--json",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(ray_address)
+        _with_default_sigint(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(ray_address),
     )
     storage = open_storage(db, tmp_path / "artifacts")
     deadline = time.monotonic() + 180
