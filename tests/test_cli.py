@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -435,6 +436,9 @@ def test_search_json_is_one_document_with_every_trial(searched: SimpleNamespace)
     # The stderr echo shows the parsed limits in bytes.
     assert "24576" in stderr and "6144" in stderr
     assert doc["job_id"] in stderr
+    # Only sparsearch speaks on stderr (its job line and progress bar): no Ax or Ray lines.
+    chatter = [ln for ln in stderr.splitlines() if re.search(r"INFO|WARNING|\bax\.|\b[Rr]ay\b", ln)]
+    assert chatter == [], chatter
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Logging set-up for the service commands: human text or JSON lines on stderr.
+"""Logging set-up: human text or JSON lines on stderr for the service commands, and the quiet
+set-up of the interactive CLI (sparsearch's own warnings only, everything under ``--debug``).
 
 Log calls that concern a job or a trial pass ``extra={"job_id": ..., "trial_index": ...}``;
 the JSON format turns those into fields, so a log pipeline can filter one job's lines without
@@ -79,3 +80,29 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("sparsearch").setLevel(getattr(logging, name))
+
+
+class _OwnRecords(logging.Filter):
+    """Passes sparsearch's own records; libraries' only under ``--debug``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "sparsearch" or record.name.startswith("sparsearch.")
+
+
+def configure_cli_logging(debug: bool = False) -> None:
+    """The CLI's stderr belongs to its progress bar and messages: only sparsearch's own
+    warnings get through (libraries' lines are dropped). ``debug`` shows every logger at DEBUG,
+    libraries included."""
+    configure_logging("DEBUG" if debug else "WARNING")
+    root = logging.getLogger()
+    handler = next(h for h in root.handlers if getattr(h, "_sparsearch", False))
+    if debug:
+        root.setLevel(logging.DEBUG)
+    else:
+        handler.addFilter(_OwnRecords())
+
+
+def debug_enabled() -> bool:
+    """Whether sparsearch logs at DEBUG (``--debug``, ``SPARSEARCH_LOG_LEVEL=DEBUG``): libraries
+    that are quietened otherwise then keep their chatter."""
+    return logging.getLogger("sparsearch").isEnabledFor(logging.DEBUG)

@@ -62,11 +62,10 @@ def _main(
         help="Show library log lines and full tracebacks (also: SPARSEARCH_LOG_LEVEL=DEBUG)",
     ),
 ) -> None:
-    if debug or _debug_from_env():
-        _App.debug = True
-        from sparsearch.logs import configure_logging
+    from sparsearch.logs import configure_cli_logging
 
-        configure_logging("DEBUG")
+    _App.debug = debug or _debug_from_env()
+    configure_cli_logging(debug=_App.debug)
 
 
 app.command()(search.search)

@@ -9,11 +9,13 @@ model learns where the limits are without any training.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from sparsearch.logs import debug_enabled
 from sparsearch.space.params import ParamDef, SpaceConfig, parameters
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,31 @@ def _ax_parameter(d: ParamDef) -> Any:
 def _quiet_libraries() -> None:
     """Ax sets INFO on each of its loggers and logs every call; the CLI shows its own progress.
     Partial-data and fitting warnings are expected here (infeasible candidates carry no
-    accuracy), so only errors get through."""
+    accuracy), so only errors get through, unless sparsearch logs at DEBUG."""
+    level = logging.DEBUG if debug_enabled() else logging.ERROR
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("ax", "botorch", "linear_operator", "gpytorch", "pyro"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(level)
+
+
+def _client_class() -> Any:
+    """``ax.api.client.Client``, imported so that Ax's log lines go through Python's logging
+    (the handlers the CLI or the service configured) instead of Ax's own stderr handler. Ax
+    logs "Ax SQL storage initialized" at INFO while it is first imported, before anything can
+    reach its loggers, so that import runs with INFO records disabled unless debugging."""
+    if "ax.api.client" not in sys.modules and not debug_enabled():
+        before = logging.root.manager.disable
+        logging.disable(logging.INFO)
+        try:
+            import ax.api.client  # noqa: F401
+        finally:
+            logging.disable(before)
+    from ax.api.client import Client
+    from ax.utils.common import logger as ax_logger
+
+    ax_logger.ROOT_LOGGER.removeHandler(ax_logger.ROOT_STREAM_HANDLER)
+    ax_logger.ROOT_LOGGER.propagate = True
+    return Client
 
 
 class AxOptimizer:
@@ -65,10 +88,9 @@ class AxOptimizer:
         seed: int = 0,
         name: str = "sparsearch",
     ) -> None:
-        from ax.api.client import Client
-
+        client_class = _client_class()
         _quiet_libraries()
-        self._client = Client(random_seed=seed)
+        self._client = client_class(random_seed=seed)
         self._client.configure_experiment(
             parameters=[_ax_parameter(d) for d in parameters(space)], name=name
         )
