@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sparsearch.jobconfig import MAX_TRIALS
+
 
 def _default_home() -> Path:
     return Path.home() / ".sparsearch"
@@ -51,9 +53,18 @@ class Settings(BaseSettings):
         description="Threads per API worker for database calls (default 2 on SQLite, 8 on "
         "PostgreSQL)",
     )
-    max_trials: int = Field(default=500, ge=1, le=10_000, description="Largest budget per job")
+    max_trials: int = Field(
+        default=500,
+        ge=1,
+        le=MAX_TRIALS,
+        description="Largest trial budget per job this server accepts (a policy below the "
+        "product's cap, jobconfig.MAX_TRIALS)",
+    )
     max_active_jobs_per_owner: int = Field(
-        default=4, ge=1, le=1000, description="Queued + running jobs one owner may have"
+        default=4,
+        ge=1,
+        le=1000,
+        description="Unfinished (queued, running, interrupted) jobs one owner may have",
     )
     scheduler_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often an idle scheduler looks for jobs"

@@ -11,11 +11,18 @@ from typing import Any
 
 from sparsearch.errors import ConfigError
 from sparsearch.space.params import SpaceConfig
+from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES, PRUNING_METHODS
 
-FLASH_ACCOUNTINGS = ("dense", "sparse")
+# The product's caps on a job, wherever it is created (CLI, API, a script). A server may set a
+# lower trial budget per job (``SPARSEARCH_MAX_TRIALS``, a policy of that deployment); the
+# API's schema takes every other bound from here.
+#: Largest flash or RAM limit: far above any microcontroller, low enough to catch typos.
+MAX_BYTES = 1 << 30
+#: Largest MACs limit.
+MAX_MACS = 10**12
 MAX_TRIALS = 10_000
-MAX_PARALLEL = 256
-MAX_EPOCHS = 1_000
+MAX_PARALLEL = 64
+MAX_EPOCHS = 200
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,7 @@ class Limits:
     macs: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("flash_bytes", "ram_bytes", "macs"):
+        for name, top in (("flash_bytes", MAX_BYTES), ("ram_bytes", MAX_BYTES), ("macs", MAX_MACS)):
             value = getattr(self, name)
             if value is None and name == "macs":
                 continue
@@ -35,6 +42,11 @@ class Limits:
                 raise ConfigError(
                     f"limit {name} must be a positive integer, got {value!r}",
                     "give sizes like 24KiB or 6144",
+                )
+            if value > top:
+                raise ConfigError(
+                    f"limit {name} is {value}, above the largest accepted ({top})",
+                    "check the units: 24KiB is 24576 bytes",
                 )
 
 
@@ -63,10 +75,17 @@ class Budget:
 
 
 def default_space(flash_accounting: str) -> SpaceConfig:
-    """Unstructured pruning only pays off where the flash limit counts non-zeros."""
+    """Every pruning method; unstructured ones only where the flash limit counts non-zeros
+    (they cannot shrink a dense model)."""
     if flash_accounting == "sparse":
-        return SpaceConfig(pruning_methods=("none", "filter_norm", "magnitude"))
-    return SpaceConfig()
+        return SpaceConfig(pruning_methods=PRUNING_CHOICES)
+    return SpaceConfig(
+        pruning_methods=tuple(m for m in PRUNING_CHOICES if m not in _unstructured())
+    )
+
+
+def _unstructured() -> frozenset[str]:
+    return frozenset(m.name for m in PRUNING_METHODS.values() if not m.structured)
 
 
 @dataclass(frozen=True)
@@ -91,9 +110,10 @@ class JobConfig:
             or not 0 <= self.seed < 2**31
         ):
             raise ConfigError(f"seed must be an integer in [0, 2**31), got {self.seed!r}")
-        if "magnitude" in self.space.pruning_methods and self.flash_accounting != "sparse":
+        unstructured = [m for m in self.space.pruning_methods if m in _unstructured()]
+        if unstructured and self.flash_accounting != "sparse":
             raise ConfigError(
-                "magnitude pruning cannot shrink dense flash",
+                f"{unstructured[0]} pruning (unstructured) cannot shrink dense flash",
                 "use --flash-accounting sparse to search unstructured pruning",
             )
         if self.train_limit is not None and (

@@ -10,8 +10,12 @@ from sparsearch.pruning import METHODS, PruneReport, check_level, get_method
 from sparsearch.space.spec import STRUCTURED_METHODS
 
 
-def test_methods_and_structured_flags_agree_with_spec() -> None:
-    assert METHODS == ("filter_norm", "magnitude")
+def test_every_method_of_the_vocabulary_is_implemented_and_agrees_on_structure() -> None:
+    from sparsearch.pruning import _REGISTRY
+    from sparsearch.vocabulary import PRUNING_METHODS
+
+    assert METHODS == tuple(PRUNING_METHODS) and set(_REGISTRY) == set(PRUNING_METHODS)
+    assert {"filter_norm", "magnitude"} <= set(METHODS)
     for name in METHODS:
         method = get_method(name)
         assert method.name == name

@@ -16,7 +16,7 @@ from sparsearch.errors import NotFoundError, StorageError
 from sparsearch.storage import ARTIFACT_KINDS, Storage
 from sparsearch.storage.models import Artifact, Trial
 
-BLOBS = {"state_dict": b"\x00weights" * 100, "onnx": b"onnx-graph", "c_source": b"const char m[];"}
+BLOBS = {"state_dict": b"\x00weights" * 100, "onnx": b"onnx-graph"}
 
 
 def files_under(root: Path) -> list[str]:
@@ -40,9 +40,16 @@ def finish(storage: Storage, job_id: str, index: int = 0, artifacts=BLOBS, **kw)
 
 
 def test_kinds_and_extensions() -> None:
-    assert ARTIFACT_KINDS == {
-        "state_dict": "pt", "onnx": "onnx", "tflite": "tflite", "c_source": "cc",
-    }  # fmt: skip
+    assert {k: v.extension for k, v in ARTIFACT_KINDS.items()} == {
+        "state_dict": "pt",
+        "onnx": "onnx",
+    }
+
+
+def test_an_unknown_kind_is_refused(storage: Storage) -> None:
+    job_id = new_trial(storage)
+    with pytest.raises(ValueError, match="unknown artifact kind 'tflite'"):
+        finish(storage, job_id, artifacts={"tflite": b"TFL3"})
 
 
 def test_finish_trial_writes_artifacts(storage: Storage) -> None:
@@ -51,7 +58,7 @@ def test_finish_trial_writes_artifacts(storage: Storage) -> None:
     assert trial.status == "completed" and trial.effective_spec == {"layers": [8, 16]}
     root = storage.artifact_dir
     assert files_under(root) == sorted(
-        f"{job_id}/0/{kind}.{ARTIFACT_KINDS[kind]}" for kind in BLOBS
+        f"{job_id}/0/{kind}.{ARTIFACT_KINDS[kind].extension}" for kind in BLOBS
     )  # no temp or backup files left behind
     infos = storage.list_artifacts(job_id, 0)
     assert [a.kind for a in infos] == sorted(BLOBS)
@@ -112,16 +119,17 @@ def test_db_failure_during_refinish_restores_old_files(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = new_trial(storage)
-    finish(storage, job_id)
+    finish(storage, job_id, artifacts={"state_dict": BLOBS["state_dict"]})
     before = files_under(storage.artifact_dir)
     with monkeypatch.context() as m:
         m.setattr(Session, "commit", _failing_commit)
         with pytest.raises(StorageError):
-            finish(storage, job_id, artifacts={"onnx": b"replacement", "tflite": b"tfl3"})
+            finish(storage, job_id, artifacts={"state_dict": b"replacement", "onnx": b"graph"})
     assert files_under(storage.artifact_dir) == before
-    assert storage.read_artifact(job_id, 0, "onnx") == BLOBS["onnx"]  # sha256 still matches
-    with pytest.raises(NotFoundError, match="no 'tflite' artifact"):
-        storage.read_artifact(job_id, 0, "tflite")
+    # the old file is back (its sha256 still matches) and the new kind never appeared
+    assert storage.read_artifact(job_id, 0, "state_dict") == BLOBS["state_dict"]
+    with pytest.raises(NotFoundError, match="no 'onnx' artifact"):
+        storage.read_artifact(job_id, 0, "onnx")
 
 
 def test_artifact_path_refuses_escapes(storage: Storage, tmp_path: Path) -> None:

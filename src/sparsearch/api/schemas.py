@@ -11,13 +11,16 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from sparsearch.datasets import BUILTIN_DATASETS
+from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
 from sparsearch.storage.records import DATASET_ID_PATTERN
+from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES
 
 T = TypeVar("T")
 
-MAX_BYTES = 1 << 30  # 1 GiB: far above any microcontroller, low enough to catch typos
-MAX_MACS = 10**12
-PRUNING_NAMES = Literal["none", "filter_norm", "magnitude"]
+PruningName = Literal[PRUNING_CHOICES]  # type: ignore[valid-type]
+FlashAccounting = Literal[FLASH_ACCOUNTINGS]  # type: ignore[valid-type]
+BuiltinDataset = Literal[BUILTIN_DATASETS]  # type: ignore[valid-type]
 
 Bytes = Annotated[StrictInt, Field(ge=1, le=MAX_BYTES)]
 
@@ -35,11 +38,11 @@ class LimitsIn(_Strict):
 
 
 class BudgetIn(_Strict):
-    trials: Annotated[StrictInt, Field(ge=1, le=10_000)] = Field(
+    trials: Annotated[StrictInt, Field(ge=1, le=MAX_TRIALS)] = Field(
         description="Trained trials (completed + failed); at most the server's max_trials"
     )
-    parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 1
-    epochs: Annotated[StrictInt, Field(ge=1, le=200)] = 6
+    parallel: Annotated[StrictInt, Field(ge=1, le=MAX_PARALLEL)] = 1
+    epochs: Annotated[StrictInt, Field(ge=1, le=MAX_EPOCHS)] = 6
 
 
 class SpaceIn(_Strict):
@@ -69,20 +72,20 @@ DatasetId = Annotated[str, Field(pattern=DATASET_ID_PATTERN, max_length=15)]
 
 
 class JobCreate(_Strict):
-    dataset: Literal["digits", "fashion-mnist"] | DatasetId = Field(
+    dataset: BuiltinDataset | DatasetId = Field(
         description="A built-in data set, or the id of a dataset you uploaded "
         "(`POST /v1/datasets`); file paths are for the local CLI only"
     )
     limits: LimitsIn
     budget: BudgetIn
     seed: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] = 0
-    flash_accounting: Literal["dense", "sparse"] = "dense"
-    pruning_methods: list[PRUNING_NAMES] | None = Field(
+    flash_accounting: FlashAccounting = "dense"
+    pruning_methods: list[PruningName] | None = Field(
         default=None,
         min_length=1,
-        max_length=3,
-        description="Pruning methods the search may use (default: none + filter_norm; sparse "
-        "accounting adds magnitude)",
+        max_length=len(PRUNING_CHOICES),
+        description="Pruning methods the search may use (default: none and the structured "
+        "methods; sparse accounting adds the unstructured ones)",
     )
     space: SpaceIn | None = None
 
@@ -143,8 +146,21 @@ class TrialPublic(BaseModel):
     error: str | None
     worker_pid: int | None
     worker_host: str | None
+    worker_node: str | None = Field(description="Ray node id of the worker that trained it")
     created_at: datetime
     finished_at: datetime | None
+
+
+class FrontTrialPublic(TrialPublic):
+    """A trial of a job's front (``/pareto``, ``/best``), with the flash its limit counts."""
+
+    flash_accounting: Literal[FLASH_ACCOUNTINGS] = Field(  # type: ignore[valid-type]
+        description="The job's flash accounting: what its flash limit and front count"
+    )
+    accounted_flash_bytes: int | None = Field(
+        description="The flash the job's limit applies to: `flash_bytes` (the dense int8 "
+        "flatbuffer) under dense accounting, `nnz_flash_bytes` (non-zero weights) under sparse"
+    )
 
 
 class ArtifactPublic(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sparsearch.api.schemas import JobPublic, Progress
+from sparsearch.vocabulary import accounted_flash_field
 
 
 def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
@@ -40,3 +41,23 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
 def jobs_public(storage: Any, jobs: list[Any]) -> list[JobPublic]:
     counts = storage.trial_counts([j.id for j in jobs]) if jobs else {}
     return [job_public(j, counts.get(j.id, {})) for j in jobs]
+
+
+def front_trial(trial: Any, flash_accounting: str) -> dict[str, Any]:
+    """A front trial's document (``FrontTrialPublic``): the trial's fields as stored, then the
+    job's flash accounting and the flash its limit applies to. Values are the record's own
+    (datetimes unconverted): for orjson on the hot path; ``front_trial_json`` for plain JSON."""
+    return {
+        **vars(trial),
+        "flash_accounting": flash_accounting,
+        "accounted_flash_bytes": getattr(trial, accounted_flash_field(flash_accounting)),
+    }
+
+
+def front_trial_json(trial: Any, flash_accounting: str) -> dict[str, Any]:
+    """``front_trial`` as JSON-safe values (``TrialInfo.to_json`` plus the two fields)."""
+    return {
+        **trial.to_json(),
+        "flash_accounting": flash_accounting,
+        "accounted_flash_bytes": getattr(trial, accounted_flash_field(flash_accounting)),
+    }

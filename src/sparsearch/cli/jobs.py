@@ -34,13 +34,13 @@ from sparsearch.cli.common import (
 from sparsearch.cli.search import print_front
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import format_size, parse_size
-
-#: What ``pull --format`` can write (the artifacts every completed trial stores).
-PULL_FORMATS: tuple[str, ...] = ("state_dict", "onnx")
+from sparsearch.vocabulary import ARTIFACT_KINDS, JOB_STATUSES, SETTLED_JOB_STATUSES
 
 
 def jobs(
-    status: str | None = typer.Option(None, help="Only jobs with this status"),
+    status: str | None = typer.Option(
+        None, help=f"Only jobs with this status ({' | '.join(JOB_STATUSES)})"
+    ),
     limit: int = typer.Option(50),
     as_json: bool = typer.Option(False, "--json"),
     db: str | None = DbOption,
@@ -49,7 +49,6 @@ def jobs(
 ) -> None:
     """List search jobs (local database, or --server)."""
     from sparsearch.cli.render import jobs_table
-    from sparsearch.storage import JOB_STATUSES
 
     try:
         if status is not None and status not in JOB_STATUSES:
@@ -89,7 +88,7 @@ def pareto(
 def pull(
     job_id: str,
     trial: int | None = typer.Option(None, help="Trial index (default: best on the front)"),
-    fmt: str = typer.Option("onnx", "--format", help="state_dict | onnx"),
+    fmt: str = typer.Option("onnx", "--format", help=" | ".join(ARTIFACT_KINDS)),
     output: Path = typer.Option(..., "-o", "--output", help="File to write"),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
@@ -98,8 +97,10 @@ def pull(
 ) -> None:
     """Write a trial's model artifact to a file (default: the most accurate front trial)."""
     try:
-        if fmt not in PULL_FORMATS:
-            raise ConfigError(f"unknown format {fmt!r}", f"choose one of {', '.join(PULL_FORMATS)}")
+        if fmt not in ARTIFACT_KINDS:
+            raise ConfigError(
+                f"unknown format {fmt!r}", f"choose one of {', '.join(ARTIFACT_KINDS)}"
+            )
         if trial is not None and trial < 0:
             raise ConfigError(f"--trial must be >= 0, got {trial}", "trial indices start at 0")
         source = backend(server, token, db, artifacts)
@@ -116,9 +117,6 @@ def pull(
     except SparsearchError as e:
         fail(e)
     say(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial})")
-
-
-FINISHED = ("completed", "failed", "cancelled")
 
 
 def submit(
@@ -219,7 +217,7 @@ def _watch(source: Any, job_id: str, *, interval: float = 2.0) -> dict[str, Any]
         while True:
             p = job["progress"]
             bar.update(_ProgressView(p, job))
-            if job["status"] in FINISHED or job["status"] == "interrupted":
+            if job["status"] in SETTLED_JOB_STATUSES:
                 return job
             time.sleep(interval)
             job = source.get_job(job_id)

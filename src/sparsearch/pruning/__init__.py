@@ -12,14 +12,15 @@ from typing import Any
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning.base import MAX_LEVEL, PruneReport, PruningMethod, check_level
+from sparsearch.vocabulary import NO_PRUNING, PRUNING_METHODS
 
-# name -> (module, class); add a method here and in ``space.spec.STRUCTURED_METHODS`` if it
-# changes shapes.
+# name -> (module, class) of the implementation of each method ``sparsearch.vocabulary``
+# describes (tests/pruning/test_registry.py checks that the two agree).
 _REGISTRY: dict[str, tuple[str, str]] = {
     "filter_norm": ("sparsearch.pruning.filter_norm", "FilterNorm"),
     "magnitude": ("sparsearch.pruning.magnitude", "Magnitude"),
 }
-METHODS: tuple[str, ...] = tuple(_REGISTRY)
+METHODS: tuple[str, ...] = tuple(PRUNING_METHODS)
 
 _LAZY_STATS = ("count_params", "zero_fraction")
 
@@ -32,7 +33,7 @@ def get_method(name: str, **options: Any) -> PruningMethod:
     except (KeyError, TypeError):
         raise PruningError(
             f"unknown pruning method {name!r}",
-            hint=f"valid methods: {', '.join(METHODS)} (or 'none' to skip pruning)",
+            hint=f"valid methods: {', '.join(METHODS)} (or {NO_PRUNING!r} to skip pruning)",
         ) from None
     cls = getattr(importlib.import_module(module_name), class_name)
     try:

@@ -18,11 +18,11 @@ from sparsearch.search.pareto import Point, normalized_hypervolume, pareto_indic
 from sparsearch.space.estimate import estimate
 from sparsearch.space.params import decode, smallest_candidates
 from sparsearch.space.spec import TrainSpec, TrialSpec
+from sparsearch.vocabulary import UNFINISHED_JOB_STATUSES, accounted_flash
 
 log = logging.getLogger(__name__)
 
 INFEASIBLE_STREAK_FACTOR = 20  # consecutive infeasible candidates allowed, times the budget
-RESUMABLE = ("queued", "running", "interrupted")
 #: What ``should_stop`` returns when the job is no longer this driver's: another scheduler took
 #: it over (this one's heartbeats went stale, e.g. the process was paused). The driver cancels its
 #: Ray tasks and writes nothing more: the job's rows belong to the new owner.
@@ -56,15 +56,15 @@ class _State:
     smallest: dict[str, int] = field(default_factory=dict)
 
 
-def accounted_flash(cfg: JobConfig, est: dict[str, int]) -> int:
+def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
     """The flash number the job's limit applies to (dense flatbuffer or SpArSe non-zeros)."""
-    return est["nnz_flash_bytes"] if cfg.flash_accounting == "sparse" else est["flash_bytes"]
+    return accounted_flash(cfg.flash_accounting, values)
 
 
 def within_limits(cfg: JobConfig, est: dict[str, int]) -> bool:
     lim = cfg.limits
     return (
-        accounted_flash(cfg, est) <= lim.flash_bytes
+        _flash(cfg, est) <= lim.flash_bytes
         and est["ram_bytes"] <= lim.ram_bytes
         and (lim.macs is None or est["macs"] <= lim.macs)
     )
@@ -119,7 +119,7 @@ class SearchDriver:
         from sparsearch.storage import is_dataset_id
         from sparsearch.worker.remote import TrialRunner, init_ray
 
-        if self.job.status not in RESUMABLE:
+        if self.job.status not in UNFINISHED_JOB_STATUSES:
             raise SearchError(
                 f"job {self.job.id} is {self.job.status}; only queued, running or "
                 "interrupted jobs can run",
@@ -245,9 +245,7 @@ class SearchDriver:
                 error="over a limit by estimate",
                 **common,
             )
-            self.ax.tell_estimate_only(
-                cand.index, flash=accounted_flash(cfg, est), ram=est["ram_bytes"]
-            )
+            self.ax.tell_estimate_only(cand.index, flash=_flash(cfg, est), ram=est["ram_bytes"])
             self._infeasible(state, est, cand.index)
             return None
         state.infeasible_streak = 0
@@ -313,6 +311,7 @@ class SearchDriver:
                 metrics={},
                 error=outcome.reason,
                 worker_pid=outcome.worker_pid or None,
+                worker_node=outcome.worker_node or None,
             )
             self.ax.tell_failed(index, outcome.reason)
             self.progress.failed += 1
@@ -330,13 +329,14 @@ class SearchDriver:
             train_seconds=outcome.train_seconds,
             worker_pid=outcome.worker_pid,
             worker_host=outcome.worker_host,
+            worker_node=outcome.worker_node or None,
             effective_spec=outcome.effective_spec,
             artifacts=outcome.artifacts,
         )
         self.ax.tell_result(
             index,
             accuracy=outcome.accuracy,
-            flash=accounted_flash(self.cfg, est),
+            flash=_flash(self.cfg, est),
             ram=est["ram_bytes"],
         )
         self.progress.completed += 1
@@ -349,7 +349,7 @@ class SearchDriver:
         cfg = self.cfg
         trials = self.storage.list_trials(self.job.id, status="completed")
         points = [
-            Point(t.index, t.accuracy, accounted_flash(cfg, t.to_json()), t.ram_bytes)
+            Point(t.index, t.accuracy, _flash(cfg, t.to_json()), t.ram_bytes)
             for t in trials
             if t.feasible and t.accuracy is not None
         ]
@@ -387,7 +387,7 @@ class SearchDriver:
                 self.ax.tell_result(
                     index,
                     accuracy=t.accuracy,
-                    flash=accounted_flash(self.cfg, t.to_json()),
+                    flash=_flash(self.cfg, t.to_json()),
                     ram=t.ram_bytes,
                 )
                 self.progress.completed += 1
@@ -395,7 +395,7 @@ class SearchDriver:
                 state.infeasible_streak = 0
             elif t.status == "infeasible" and t.flash_bytes is not None:
                 self.ax.tell_estimate_only(
-                    index, flash=accounted_flash(self.cfg, t.to_json()), ram=t.ram_bytes
+                    index, flash=_flash(self.cfg, t.to_json()), ram=t.ram_bytes
                 )
                 self.progress.infeasible += 1
                 state.infeasible_streak += 1

@@ -23,11 +23,11 @@ from types import FrameType
 from typing import Any
 
 from sparsearch.errors import SparsearchError
+from sparsearch.vocabulary import CLAIMABLE_JOB_STATUSES
 
 log = logging.getLogger(__name__)
 
 #: Job statuses a scheduler picks up: new jobs, and jobs a stopped scheduler left behind.
-CLAIMABLE: tuple[str, ...] = ("queued", "interrupted")
 
 
 def _log_progress(p: Any) -> None:
@@ -136,7 +136,7 @@ class Scheduler:
             return False
         self.start()
         self._interrupt_stale()
-        job = self.storage.claim_next_job(CLAIMABLE, scheduler_id=self.id)
+        job = self.storage.claim_next_job(CLAIMABLE_JOB_STATUSES, scheduler_id=self.id)
         if job is None:
             return False
         try:

@@ -22,6 +22,7 @@ from sparsearch.space.spec import (
     BlockSpec,
     PruningSpec,
 )
+from sparsearch.vocabulary import NO_PRUNING, PRUNING_CHOICES, STRUCTURED_METHODS
 
 ValueType = Literal["int", "float", "str"]
 
@@ -52,7 +53,8 @@ class SpaceConfig:
     head_units: tuple[int, ...] = (0, 16, 32, 64)
     input_scales: tuple[float, ...] = (0.5, 0.75, 1.0)
     lr: tuple[float, float] = (2e-3, 4e-2)
-    pruning_methods: tuple[str, ...] = ("none", "filter_norm")
+    #: Default: no pruning or a structured method (unstructured ones need sparse accounting).
+    pruning_methods: tuple[str, ...] = (NO_PRUNING, *sorted(STRUCTURED_METHODS))
     prune_level: tuple[float, float] = (0.0, 0.8)
 
     def __post_init__(self) -> None:
@@ -66,7 +68,13 @@ class SpaceConfig:
         if not 0.0 <= self.prune_level[0] <= self.prune_level[1] <= 0.95:
             raise ConfigError(f"prune_level must lie within [0, 0.95], got {self.prune_level}")
         if not self.pruning_methods:
-            raise ConfigError("pruning_methods is empty", "allow at least 'none'")
+            raise ConfigError("pruning_methods is empty", f"allow at least {NO_PRUNING!r}")
+        unknown = [m for m in self.pruning_methods if m not in PRUNING_CHOICES]
+        if unknown:
+            raise ConfigError(
+                f"unknown pruning method {unknown[0]!r}",
+                f"choose among {', '.join(PRUNING_CHOICES)}",
+            )
 
 
 def parameters(space: SpaceConfig) -> list[ParamDef]:
@@ -89,7 +97,7 @@ def parameters(space: SpaceConfig) -> list[ParamDef]:
         ParamDef("prune_method", "str", values=space.pruning_methods),
     ]
     if (
-        any(m != "none" for m in space.pruning_methods)
+        any(m != NO_PRUNING for m in space.pruning_methods)
         and space.prune_level[1] > space.prune_level[0]
     ):
         defs.append(ParamDef("prune_level", "float", bounds=space.prune_level))
@@ -125,7 +133,7 @@ def decode(
             head_units=int(get("head_units", space.head_units[0])),
         )
         method = str(get("prune_method", space.pruning_methods[0]))
-        level = float(get("prune_level", space.prune_level[1])) if method != "none" else 0.0
+        level = float(get("prune_level", space.prune_level[1])) if method != NO_PRUNING else 0.0
         lr = float(get("lr", (space.lr[0] * space.lr[1]) ** 0.5))
     except (KeyError, TypeError, ValueError) as e:
         raise SpaceError(f"cannot decode search point {params!r}: {e}") from e

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from sparsearch.vocabulary import NO_PRUNING, STRUCTURED_METHODS
+
 BlockKind = Literal["conv", "dsconv"]
 Downsample = Literal["none", "stride", "pool"]
 HeadPool = Literal["gap", "flatten"]
@@ -73,12 +75,12 @@ class PruningSpec:
     ``level`` in [0, 0.95] is the fraction removed (filters for structured methods, weights for
     unstructured ones)."""
 
-    method: str = "none"
+    method: str = NO_PRUNING
     level: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.method != "none" and self.level > 0
+        return self.method != NO_PRUNING and self.level > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,9 +88,6 @@ class PruningSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PruningSpec:
         return cls(**d) if d else cls()
-
-
-STRUCTURED_METHODS: frozenset[str] = frozenset({"filter_norm"})
 
 
 def pruned_width(width: int, level: float) -> int:

@@ -5,22 +5,24 @@ everything it returns is a frozen record (:class:`JobInfo`, :class:`TrialInfo`,
 :class:`ArtifactInfo`, :class:`TokenInfo`, :class:`DatasetInfo`).
 """
 
+from ..vocabulary import (
+    ACTIVE_JOB_STATUSES,
+    ARTIFACT_KINDS,
+    BUDGET_TRIAL_STATUSES,
+    FINISHED_JOB_STATUSES,
+    FINISHED_TRIAL_STATUSES,
+    JOB_STATUSES,
+    TRIAL_STATUSES,
+    UNFINISHED_JOB_STATUSES,
+)
 from .engine import mask_url
 from .migrations import head_revision, upgrade
 from .queries import JOB_SORT_KEYS, TRIAL_SORT_KEYS
 from .records import (
-    ACTIVE_JOB_STATUSES,
-    ARTIFACT_KINDS,
-    BUDGET_TRIAL_STATUSES,
     DATASET_ID_PATTERN,
     ESTIMATE_KEYS,
-    FINISHED_JOB_STATUSES,
-    FINISHED_TRIAL_STATUSES,
-    JOB_STATUSES,
     METRIC_KEYS,
     SCHEDULER_STATES,
-    TRIAL_STATUSES,
-    UNFINISHED_JOB_STATUSES,
     ArtifactInfo,
     ClaimInfo,
     ConflictError,

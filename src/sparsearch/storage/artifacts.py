@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NotFoundError, StorageError
-from .records import ARTIFACT_KINDS, ArtifactInfo
+from ..vocabulary import ARTIFACT_KINDS
+from .records import ArtifactInfo
 
 _HINT = "check SPARSEARCH_ARTIFACT_DIR: it must be a writable directory"
 
@@ -53,7 +54,7 @@ class ArtifactStore:
         self.root = Path(root).expanduser().resolve()
 
     def rel_path(self, job_id: str, index: int, kind: str) -> str:
-        return f"{job_id}/{int(index)}/{kind}.{ARTIFACT_KINDS[check_kind(kind)]}"
+        return f"{job_id}/{int(index)}/{kind}.{ARTIFACT_KINDS[check_kind(kind)].extension}"
 
     def resolve(self, rel_path: str) -> Path:
         """Absolute path of a stored relative path; refuses anything outside the root."""

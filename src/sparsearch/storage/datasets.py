@@ -25,11 +25,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import NotFoundError, StorageError
+from ..vocabulary import UNFINISHED_JOB_STATUSES
 from . import _convert as cv
 from ._base import StorageBase
 from .artifacts import sha256_hex
 from .models import Dataset, Job
-from .records import UNFINISHED_JOB_STATUSES, ConflictError, DatasetInfo, is_dataset_id
+from .records import ConflictError, DatasetInfo, is_dataset_id
 
 log = logging.getLogger(__name__)
 

@@ -7,26 +7,25 @@ means no restriction (the local CLI, the scheduler, admins).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from ..vocabulary import (
+    ACTIVE_JOB_STATUSES,
+    CANCELLABLE_AT_ONCE,
+    FINISHED_JOB_STATUSES,
+    UNFINISHED_JOB_STATUSES,
+)
 from . import _convert as cv
 from ._base import StorageBase
 from ._session import job_row
 from .models import Job, Trial, utcnow
 from .queries import job_order
-from .records import (
-    ACTIVE_JOB_STATUSES,
-    CANCELLABLE_AT_ONCE,
-    FINISHED_JOB_STATUSES,
-    UNFINISHED_JOB_STATUSES,
-    ConflictError,
-    JobInfo,
-    check_job_status,
-)
+from .records import ConflictError, JobInfo, check_job_status
 
 
 class JobsMixin(StorageBase):
@@ -37,13 +36,31 @@ class JobsMixin(StorageBase):
         config: dict[str, Any],
         job_id: str | None = None,
         owner: str = "local",
+        max_active: int | None = None,
     ) -> JobInfo:
         """A new queued job. ValueError for a bad id, owner or non-JSON config;
-        ConflictError if ``job_id`` exists."""
+        ConflictError if ``job_id`` exists.
+
+        ``max_active``: the owner's quota of unfinished jobs; a ``QuotaError`` (a
+        ConflictError) when the owner already has that many. Counting and inserting are one
+        atomic step, so concurrent submissions never exceed it: the transaction first takes
+        a lock on the owner (PostgreSQL: a transaction-scoped advisory lock keyed on the
+        owner; SQLite: the database's write lock, ``BEGIN IMMEDIATE``), then counts.
+        """
         job_id = cv.check_job_id(job_id) if job_id is not None else uuid.uuid4().hex[:12]
         owner = cv.check_owner(owner)
         config = cv.check_json("config", config)
+        if max_active is not None and (isinstance(max_active, bool) or max_active < 0):
+            raise ValueError(f"max_active must be a non-negative integer, got {max_active!r}")
         with self._tx("creating a job", conflict=f"job {job_id} already exists") as s:
+            if max_active is not None:
+                _lock_owner(s, owner)
+                active = int(s.scalar(_active_count(owner)) or 0)
+                if active >= max_active:
+                    raise QuotaError(
+                        f"owner {owner} already has {active} active jobs (the cap is {max_active})",
+                        "wait for one to finish or cancel one",
+                    )
             row = Job(id=job_id, status="queued", dataset=str(dataset), config=config, owner=owner)
             s.add(row)
             s.flush()
@@ -74,14 +91,10 @@ class JobsMixin(StorageBase):
             return int(s.scalar(query) or 0)
 
     def count_active_jobs(self, owner: str) -> int:
-        """The owner's queued, running and interrupted jobs (for a per-owner quota)."""
-        query = (
-            select(func.count())
-            .select_from(Job)
-            .where(Job.owner == owner, Job.status.in_(UNFINISHED_JOB_STATUSES))
-        )
+        """The owner's queued, running and interrupted jobs (what ``create_job(max_active=)``
+        counts; to enforce the quota, pass that instead of counting first)."""
         with self._tx("counting active jobs") as s:
-            return int(s.scalar(query) or 0)
+            return int(s.scalar(_active_count(owner)) or 0)
 
     def set_job_status(self, job_id: str, status: str, *, error: str | None = None) -> JobInfo:
         """Set the status; ``error`` replaces the job's error (None clears it).
@@ -172,6 +185,42 @@ class JobsMixin(StorageBase):
             for job_id, status, n in s.execute(query):
                 counts[job_id][status] = int(n)
         return counts
+
+
+class QuotaError(ConflictError):
+    """The owner already has as many unfinished jobs as ``create_job(max_active=)`` allows."""
+
+
+#: First key of the PostgreSQL advisory locks on an owner's job quota ("jobs" in ASCII); the
+#: second is a hash of the owner. The two-key form never collides with the migrations'
+#: one-key lock.
+PG_QUOTA_LOCK_SPACE = 0x6A6F6273
+
+
+def _active_count(owner: str) -> Any:
+    return (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner == owner, Job.status.in_(UNFINISHED_JOB_STATUSES))
+    )
+
+
+def _lock_owner(s: Session, owner: str) -> None:
+    """Serialize quota checks of ``owner`` until the transaction ends. Must be the
+    transaction's first statement: on SQLite, so that no read runs outside the write lock;
+    on PostgreSQL (READ COMMITTED), so that the count after it reads a snapshot taken once
+    the lock is held, including the jobs committed by the previous holder."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big", signed=True)
+        s.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": PG_QUOTA_LOCK_SPACE, "key": key},
+        )
+    else:
+        # pysqlite opens a deferred transaction only before a write, so the count would read
+        # outside it; an explicit BEGIN IMMEDIATE takes the write lock first (waiting up to
+        # the busy timeout for other writers).
+        s.execute(text("BEGIN IMMEDIATE"))
 
 
 def _filtered(query: Any, owner: str | None, status: str | None) -> Any:

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, case, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..vocabulary import JOB_STATUSES, accounted_flash_field
 from .models import Job, Trial
-from .records import JOB_STATUSES, TrialInfo, check_trial_status
+from .records import TrialInfo, check_trial_status
 
 #: Keys ``list_jobs(sort=...)`` accepts (each also with a ``-`` prefix).
 JOB_SORT_KEYS: tuple[str, ...] = ("created_at", "status", "hypervolume", "best_accuracy", "id")
@@ -84,6 +85,16 @@ def trial_order(sort: str | None) -> list[ColumnElement[Any]]:
     if key != "index":
         terms.append(Trial.index.asc())
     return terms
+
+
+def accounted_flash_column(flash_accounting: str) -> Any:
+    """The trial column a job's flash limit applies to under ``flash_accounting``
+    (``vocabulary.accounted_flash_field``: ``nnz_flash_bytes`` under sparse)."""
+    return getattr(Trial, accounted_flash_field(flash_accounting))
+
+
+#: A job's flash accounting read from its JSON config (NULL for jobs stored before it existed).
+JOB_FLASH_ACCOUNTING = Job.config["flash_accounting"].as_string()
 
 
 def trial_filter(job_id: Any, status: str | None, pareto: bool | None) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Plain, frozen records that leave ``storage/`` (ORM rows never do) and the status vocabulary."""
+"""Plain, frozen records that leave ``storage/`` (ORM rows never do)."""
 
 from __future__ import annotations
 
@@ -9,41 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StorageError
-
-#: Every job status. ``interrupted`` = stopped by a crash or restart; it can be resumed.
-JOB_STATUSES: tuple[str, ...] = (
-    "queued",
-    "running",
-    "interrupted",
-    "completed",
-    "failed",
-    "cancelled",
+from ..vocabulary import (
+    ARTIFACT_KINDS,
+    BUDGET_TRIAL_STATUSES,
+    FINISHED_JOB_STATUSES,
+    JOB_STATUSES,
+    TRIAL_STATUSES,
 )
-#: Terminal job statuses: nothing will change the job any more (``interrupted`` is not one).
-FINISHED_JOB_STATUSES: tuple[str, ...] = ("completed", "failed", "cancelled")
-#: Job statuses that a scheduler/driver still has to act on.
-ACTIVE_JOB_STATUSES: tuple[str, ...] = ("queued", "running")
-#: Job statuses that are not finished: what counts against an owner's active-job quota.
-UNFINISHED_JOB_STATUSES: tuple[str, ...] = ("queued", "running", "interrupted")
-#: Job statuses from which ``request_cancel`` cancels at once (running ones get a request).
-CANCELLABLE_AT_ONCE: tuple[str, ...] = ("queued", "interrupted")
+
 #: What ``scheduler_state`` reports.
 SCHEDULER_STATES: tuple[str, ...] = ("running", "stale", "none")
-
-#: Every trial status.
-TRIAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "infeasible")
-#: Trial statuses after which a trial has a ``finished_at``.
-FINISHED_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "infeasible")
-#: Trial statuses that count against a job's ``trials`` budget (trained trials).
-BUDGET_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed")
-
-#: Artifact kind → file extension. A closed map: an unknown kind is a ``ValueError``.
-ARTIFACT_KINDS: dict[str, str] = {
-    "state_dict": "pt",
-    "onnx": "onnx",
-    "tflite": "tflite",
-    "c_source": "cc",
-}
 
 #: Integer resource numbers of a trial (estimates before training, measured values after).
 ESTIMATE_KEYS: tuple[str, ...] = (
@@ -165,6 +140,7 @@ class TrialInfo:
     error: str | None
     worker_pid: int | None
     worker_host: str | None
+    worker_node: str | None
     created_at: datetime
     finished_at: datetime | None
 
@@ -197,6 +173,7 @@ class TrialInfo:
             "error": self.error,
             "worker_pid": self.worker_pid,
             "worker_host": self.worker_host,
+            "worker_node": self.worker_node,
             "created_at": _iso(self.created_at),
             "finished_at": _iso(self.finished_at),
         }
@@ -218,7 +195,8 @@ class ArtifactInfo:
     @property
     def filename(self) -> str:
         """A download name such as ``state_dict.pt``."""
-        return f"{self.kind}.{ARTIFACT_KINDS.get(self.kind, 'bin')}"
+        kind = ARTIFACT_KINDS.get(self.kind)
+        return f"{self.kind}.{kind.extension if kind else 'bin'}"
 
     def to_json(self) -> dict[str, Any]:
         return {

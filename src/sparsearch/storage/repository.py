@@ -21,21 +21,23 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from ..errors import NotFoundError
+from ..vocabulary import FINISHED_TRIAL_STATUSES, flash_accounting_of
 from . import _convert as cv
-from ._session import JOBS_HINT, job_owned, job_row, trial_row
+from ._session import JOBS_HINT, job_missing, job_owned, job_row, trial_row
 from .artifacts import check_kind, missing_artifact
 from .datasets import DatasetsMixin
 from .engine import build_engine, check_connection
 from .jobs import JobsMixin
 from .migrations import ensure_schema
-from .models import Artifact, Trial, utcnow
-from .queries import trial_filter, trial_order, trial_page_query
-from .records import (
-    FINISHED_TRIAL_STATUSES,
-    ArtifactInfo,
-    TrialInfo,
-    check_trial_status,
+from .models import Artifact, Job, Trial, utcnow
+from .queries import (
+    JOB_FLASH_ACCOUNTING,
+    accounted_flash_column,
+    trial_filter,
+    trial_order,
+    trial_page_query,
 )
+from .records import ArtifactInfo, TrialInfo, check_trial_status
 from .schedulers import SchedulersMixin
 from .stats import StatsMixin
 from .tokens import TokensMixin
@@ -113,6 +115,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         train_seconds: float | None = None,
         worker_pid: int | None = None,
         worker_host: str | None = None,
+        worker_node: str | None = None,
         effective_spec: dict[str, Any] | None = None,
         artifacts: dict[str, bytes] | None = None,
     ) -> TrialInfo:
@@ -145,6 +148,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                     "train_seconds": cv.float_or_none("train_seconds", train_seconds),
                     "worker_pid": worker_pid,
                     "worker_host": worker_host,
+                    "worker_node": worker_node,
                     "effective_spec": effective_spec,
                 }
                 for key, value in optional.items():
@@ -229,16 +233,65 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         """One page of a job's trials and the total count (the API's hot path: one statement
         on the reader pool, ``queries.trial_page_query``). ``owner`` as in ``get_job``."""
         cv.check_page(limit, offset)
-        query = trial_page_query(self.dialect, sort, status, pareto, owner is not None)
-        args = {"job_id": job_id, "limit": limit, "offset": offset, "owner": owner}
         with self._read("listing trials") as conn:
-            # .all(): one fetchall; iterating a result fetches row by row (psycopg: ~1 ms a page)
-            rows = conn.execute(query, args).all()
-            if not rows:  # no such job (NotFoundError), or past the last page
-                job_owned(conn, job_id, owner)
-                count = select(func.count()).select_from(Trial)
-                return [], int(conn.scalar(count.where(*trial_filter(job_id, status, pareto))) or 0)
-            return [cv.trial_info_from_row(r) for r in rows], int(rows[0][-1])
+            return _page(conn, self.dialect, job_id, owner, status, pareto, sort, limit, offset)
+
+    # -- the front (the trials flagged ``pareto`` by the search) ------------------------
+    #
+    # Each answer says the job's flash accounting (``vocabulary.ACCOUNTED_FLASH_FIELDS``):
+    # the number its flash limit and front count is ``nnz_flash_bytes`` under ``sparse``,
+    # while ``flash_bytes`` stays the dense size.
+
+    def front(
+        self, job_id: str, *, owner: str | None = None, sort: str | None = "-accuracy"
+    ) -> tuple[str, list[TrialInfo]]:
+        """The job's flash accounting and every trial on its front (most accurate first
+        unless ``sort``), in one transaction. ``owner`` as in ``get_job``."""
+        query = select(Trial).where(*trial_filter(job_id, None, True)).order_by(*trial_order(sort))
+        with self._tx("listing the front") as s:
+            accounting = flash_accounting_of(job_row(s, job_id, owner).config)
+            return accounting, [cv.trial_info(r) for r in s.scalars(query)]
+
+    def front_page(
+        self,
+        job_id: str,
+        *,
+        owner: str | None = None,
+        sort: str | None = "-accuracy",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[TrialInfo], int, str]:
+        """One page of the front, its total and the job's flash accounting (``trial_page``'s
+        one statement after a primary-key read of the job's owner and accounting)."""
+        cv.check_page(limit, offset)
+        with self._read("listing the front") as conn:
+            found = conn.execute(
+                select(Job.owner, JOB_FLASH_ACCOUNTING).where(Job.id == job_id)
+            ).first()
+            if found is None or (owner is not None and found[0] != owner):
+                raise job_missing(job_id)
+            page = _page(conn, self.dialect, job_id, None, None, True, sort, limit, offset)
+            return page[0], page[1], flash_accounting_of({"flash_accounting": found[1]})
+
+    def best_front_trial(
+        self,
+        job_id: str,
+        *,
+        owner: str | None = None,
+        max_flash: int | None = None,
+        max_ram: int | None = None,
+    ) -> tuple[str, TrialInfo | None]:
+        """The job's flash accounting and its most accurate front trial whose *accounted*
+        flash is at most ``max_flash`` and RAM at most ``max_ram`` (None: no such trial)."""
+        with self._tx("finding the best front trial") as s:
+            accounting = flash_accounting_of(job_row(s, job_id, owner).config)
+            query = select(Trial).where(*trial_filter(job_id, None, True))
+            if max_flash is not None:
+                query = query.where(accounted_flash_column(accounting) <= max_flash)
+            if max_ram is not None:
+                query = query.where(Trial.ram_bytes <= max_ram)
+            row = s.scalars(query.order_by(*trial_order("-accuracy")).limit(1)).first()
+            return accounting, None if row is None else cv.trial_info(row)
 
     def count_trials(
         self, job_id: str, *, status: str | None = None, pareto: bool | None = None
@@ -298,3 +351,26 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                 raise missing_artifact(job_id, index, kind)
             info = cv.artifact_info(row, job_id, trial.index)
         return self._files.read(info)
+
+
+def _page(
+    conn: Any,
+    dialect: str,
+    job_id: str,
+    owner: str | None,
+    status: str | None,
+    pareto: bool | None,
+    sort: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TrialInfo], int]:
+    """``Storage.trial_page`` on an open reader connection."""
+    query = trial_page_query(dialect, sort, status, pareto, owner is not None)
+    args = {"job_id": job_id, "limit": limit, "offset": offset, "owner": owner}
+    # .all(): one fetchall; iterating a result fetches row by row (psycopg: ~1 ms a page)
+    rows = conn.execute(query, args).all()
+    if not rows:  # no such job (NotFoundError), or past the last page
+        job_owned(conn, job_id, owner)
+        count = select(func.count()).select_from(Trial)
+        return [], int(conn.scalar(count.where(*trial_filter(job_id, status, pareto))) or 0)
+    return [cv.trial_info_from_row(r) for r in rows], int(rows[0][-1])

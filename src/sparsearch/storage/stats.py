@@ -13,9 +13,9 @@ from typing import Literal
 
 from sqlalchemy import case, func, select
 
+from ..vocabulary import JOB_STATUSES, TRIAL_STATUSES
 from ._base import StorageBase
 from .models import Job, Trial
-from .records import JOB_STATUSES, TRIAL_STATUSES
 
 #: Trial columns :meth:`StatsMixin.trial_seconds` can summarise.
 SECONDS_COLUMNS: dict[str, object] = {

@@ -16,8 +16,6 @@ from sparsearch.space.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_KINDS = ("state_dict", "onnx")
-
 
 def state_dict_bytes(model: nn.Module) -> bytes:
     buf = io.BytesIO()

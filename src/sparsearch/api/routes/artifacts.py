@@ -8,11 +8,12 @@ from sparsearch.api.deps import OwnerDep, StorageDep
 from sparsearch.api.routes.jobs import JobId
 from sparsearch.api.routes.trials import TrialIndex
 from sparsearch.api.schemas import ArtifactPublic
+from sparsearch.vocabulary import ARTIFACT_KINDS
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/trials/{index}/artifacts", tags=["artifacts"])
 
 #: Downloadable kinds and their media types: a closed set; anything else is a 404.
-MEDIA_TYPES = {"state_dict": "application/octet-stream", "onnx": "application/onnx"}
+MEDIA_TYPES = {k.name: k.media_type for k in ARTIFACT_KINDS.values()}
 
 
 @router.get("", response_model=list[ArtifactPublic])

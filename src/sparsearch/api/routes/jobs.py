@@ -8,16 +8,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
-from sparsearch.api.schemas import JobCreate, JobPublic, Page
+from sparsearch.api.schemas import JobCreate, JobPublic, Page, Problem
 from sparsearch.api.views import job_public, jobs_public
 from sparsearch.jobconfig import JobConfig, default_space
 from sparsearch.storage.queries import JOB_SORT_KEYS
 from sparsearch.storage.records import is_dataset_id
+from sparsearch.vocabulary import JOB_STATUSES
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", max_length=64)]
-JobStatus = Literal["queued", "running", "interrupted", "completed", "failed", "cancelled"]
+JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 JobSort = Literal[tuple(k for key in JOB_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
@@ -64,7 +65,7 @@ def _check_uploaded(storage: Any, dataset_id: str, owner: str) -> None:
     "",
     status_code=201,
     response_model=JobPublic,
-    responses={409: {"description": "Too many active jobs for this owner"}},
+    responses={409: {"model": Problem, "description": "Too many active jobs for this owner"}},
 )
 def create_job(
     body: JobCreate, response: Response, storage: StorageDep, settings: SettingsDep, owner: OwnerDep
@@ -78,15 +79,13 @@ def create_job(
     cfg = _config(body)
     if is_dataset_id(body.dataset):
         _check_uploaded(storage, body.dataset, owner)
-    active = storage.count_active_jobs(owner)
-    if active >= settings.max_active_jobs_per_owner:
-        raise HTTPException(
-            409,
-            f"owner {owner} already has {active} active jobs (the cap is "
-            f"{settings.max_active_jobs_per_owner}); wait for one to finish "
-            "or cancel one",
-        )
-    job = storage.create_job(dataset=cfg.dataset, config=cfg.to_dict(), owner=owner)
+    # The quota is checked and the job inserted in one atomic step (a ConflictError: 409).
+    job = storage.create_job(
+        dataset=cfg.dataset,
+        config=cfg.to_dict(),
+        owner=owner,
+        max_active=settings.max_active_jobs_per_owner,
+    )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_public(job, {})
 

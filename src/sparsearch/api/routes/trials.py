@@ -1,4 +1,8 @@
-"""/v1/jobs/{id}/trials, /pareto and /best: a job's trials and its Pareto front."""
+"""/v1/jobs/{id}/trials, /pareto and /best: a job's trials and its Pareto front.
+
+Front answers carry the job's ``flash_accounting`` and each trial's ``accounted_flash_bytes``
+(``vocabulary.accounted_flash_field``): under sparse accounting the flash limit, the front
+and ``/best?max_flash=`` count non-zero weights, while ``flash_bytes`` stays the dense size."""
 
 from __future__ import annotations
 
@@ -11,14 +15,16 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from sparsearch.api.deps import OwnerDep, StorageDep
 from sparsearch.api.routes.jobs import JobId, Limit, Offset
-from sparsearch.api.schemas import MAX_BYTES, Page, TrialPublic
+from sparsearch.api.schemas import MAX_BYTES, FrontTrialPublic, Page, TrialPublic
+from sparsearch.api.views import front_trial, front_trial_json
 from sparsearch.storage.queries import TRIAL_SORT_KEYS
 from sparsearch.storage.records import TrialInfo
+from sparsearch.vocabulary import TRIAL_STATUSES, accounted_flash_field
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 
 TrialIndex = Annotated[int, Path(ge=0, le=10**9)]
-TrialStatus = Literal["queued", "running", "completed", "failed", "infeasible"]
+TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 # The storage's sort keys, as an enum in the OpenAPI schema (each also descending with "-").
 TrialSort = Literal[tuple(k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 CSV_COLUMNS = (
@@ -32,7 +38,11 @@ CSV_COLUMNS = (
     "nnz_flash_bytes",
     "pruning_method",
     "pruning_level",
+    "flash_accounting",  # the job's: which number its flash limit counts
+    "accounted_flash_bytes",  # that number (flash_bytes, or nnz_flash_bytes under sparse)
 )
+DEFAULT_PAGE = 50
+JSON = "application/json"
 
 
 def _json(page: tuple[list[TrialInfo], int]) -> Response:
@@ -42,7 +52,7 @@ def _json(page: tuple[list[TrialInfo], int]) -> Response:
     or copying it through ``to_json``, cost more than the query. The schemathesis test holds
     these bodies to the ``Page[TrialPublic]`` schema declared on the routes."""
     trials, count = page
-    return Response(orjson.dumps({"data": trials, "count": count}), media_type="application/json")
+    return Response(orjson.dumps({"data": trials, "count": count}), media_type=JSON)
 
 
 def _page(
@@ -86,26 +96,51 @@ def get_trial(
     return TrialPublic(**storage.get_trial(job_id, index).to_json())
 
 
+_FORMAT = Query(description="json: a page of the front; csv: the whole front, as a file")
+_FRONT_LIMIT = Query(
+    ge=1, le=1000, description="Page size (default 50 for json; csv: the whole front unless given)"
+)
+
+
 @router.get(
-    "/pareto", response_model=Page[TrialPublic], responses={200: {"content": {"text/csv": {}}}}
+    "/pareto",
+    response_model=Page[FrontTrialPublic],
+    responses={200: {"content": {"text/csv": {}}}},
 )
 def pareto(
     job_id: JobId,
     storage: StorageDep,
     owner: OwnerDep,
-    format: Literal["json", "csv"] = "json",
+    format: Annotated[Literal["json", "csv"], _FORMAT] = "json",
     sort: TrialSort = "-accuracy",
-    limit: Limit = 50,
+    limit: Annotated[int | None, _FRONT_LIMIT] = None,
     offset: Offset = 0,
-) -> Page[TrialPublic] | Response:
-    """The job's front (flags stored by the search; not recomputed per request)."""
-    page = _page(storage, job_id, owner, pareto=True, sort=sort, limit=limit, offset=offset)
+) -> Response:
+    """The job's front (flags stored by the search; not recomputed per request). Each trial
+    carries the job's ``flash_accounting`` and its ``accounted_flash_bytes``, the number the
+    flash limit and the front count (``flash_bytes`` is always the dense size)."""
     if format == "json":
-        return _json(page)
+        trials, count, accounting = storage.front_page(
+            job_id, owner=owner, sort=sort, limit=limit or DEFAULT_PAGE, offset=offset
+        )
+        data = [front_trial(t, accounting) for t in trials]
+        return Response(orjson.dumps({"data": data, "count": count}), media_type=JSON)
+    if limit is None:
+        accounting, trials = storage.front(job_id, owner=owner, sort=sort)
+        trials = trials[offset:]
+    else:
+        trials, _, accounting = storage.front_page(
+            job_id, owner=owner, sort=sort, limit=limit, offset=offset
+        )
+    return _csv(job_id, trials, accounting)
+
+
+def _csv(job_id: str, trials: list[TrialInfo], accounting: str) -> Response:
+    field = accounted_flash_field(accounting)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
-    for t in page[0]:
+    for t in trials:
         writer.writerow(
             [
                 t.index,
@@ -118,6 +153,8 @@ def pareto(
                 t.nnz_flash_bytes,
                 t.pruning.get("method", "none"),
                 t.pruning.get("level", 0.0),
+                accounting,
+                getattr(t, field),
             ]
         )
     return Response(
@@ -129,33 +166,41 @@ def pareto(
 
 @router.get(
     "/best",
-    response_model=TrialPublic,
+    response_model=FrontTrialPublic,
     responses={404: {"description": "No front trial fits the given limits"}},
 )
 def best(
     job_id: JobId,
     storage: StorageDep,
     owner: OwnerDep,
-    max_flash: Annotated[int | None, Query(ge=1, le=MAX_BYTES)] = None,
+    max_flash: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_BYTES,
+            description="Flash limit in bytes, on the job's accounted flash (nnz_flash_bytes "
+            "under sparse accounting, flash_bytes under dense)",
+        ),
+    ] = None,
     max_ram: Annotated[int | None, Query(ge=1, le=MAX_BYTES)] = None,
-) -> TrialPublic:
-    """The most accurate front trial within (possibly tighter) flash and RAM limits."""
-    job = storage.get_job(job_id, owner=owner)
-    front = storage.list_trials(job_id, pareto=True, sort="-accuracy")
-    fits = [
-        t
-        for t in front
-        if (max_flash is None or t.flash_bytes <= max_flash)
-        and (max_ram is None or t.ram_bytes <= max_ram)
-    ]
-    if not fits:
-        if not front:
-            reason = f"job {job_id} has no trial on its front yet (status {job.status})"
-        else:
-            reason = (
-                f"no front trial fits flash <= {max_flash} B and RAM <= {max_ram} B; the "
-                f"smallest need {min(t.flash_bytes for t in front)} B flash and "
-                f"{min(t.ram_bytes for t in front)} B RAM"
-            )
-        raise HTTPException(404, reason)
-    return TrialPublic(**fits[0].to_json())
+) -> FrontTrialPublic:
+    """The most accurate front trial within (possibly tighter) flash and RAM limits; flash as
+    the job's accounting counts it."""
+    accounting, trial = storage.best_front_trial(
+        job_id, owner=owner, max_flash=max_flash, max_ram=max_ram
+    )
+    if trial is not None:
+        return FrontTrialPublic(**front_trial_json(trial, accounting))
+    _, front = storage.front(job_id, owner=owner)
+    if not front:
+        status = storage.get_job(job_id, owner=owner).status
+        raise HTTPException(404, f"job {job_id} has no trial on its front yet (status {status})")
+    field = accounted_flash_field(accounting)
+    flash = min((v for t in front if (v := getattr(t, field)) is not None), default=None)
+    ram = min((t.ram_bytes for t in front if t.ram_bytes is not None), default=None)
+    kind = " (non-zero weights: sparse accounting)" if accounting == "sparse" else ""
+    raise HTTPException(
+        404,
+        f"no front trial fits flash <= {max_flash} B{kind} and RAM <= {max_ram} B; the "
+        f"smallest need {flash} B flash and {ram} B RAM",
+    )
