@@ -26,6 +26,7 @@ def test_pages_are_the_records_to_json(client, alice, alice_job, storage, path, 
     storage.finish_trial(
         alice_job, 4, status="failed", metrics={}, error="boom", train_seconds=3.5,
         worker_pid=4242, worker_host="node-7", effective_spec={"blocks": [{"channels": 8}]},
+        worker_node="9c" * 28,
     )  # fmt: skip
     r = client.get(f"/v1/jobs/{alice_job}/{path}", headers=alice)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"

@@ -21,6 +21,7 @@ CONTRACT_TRIAL_KEYS = {
     "index", "status", "params", "accuracy", "test_accuracy", "flash_bytes", "ram_bytes",
     "activation_bytes", "macs", "nnz_flash_bytes", "param_count", "feasible", "pareto",
     "pruning", "generator", "gen_seconds", "train_seconds", "error", "worker_pid", "worker_host",
+    "worker_node",
 }  # fmt: skip
 
 
@@ -187,11 +188,13 @@ def test_finish_trial_metrics(storage: Storage) -> None:
         metrics={"accuracy": 0.91, "test_accuracy": 0.9, "flash_bytes": 14_400,
                  "ram_bytes": 10_336},
         feasible=False, train_seconds=12.5, worker_pid=4242, worker_host="node-1",
+        worker_node="4f2a" * 14,
     )  # fmt: skip
     assert (done.accuracy, done.test_accuracy) == (0.91, 0.9)
     assert (done.flash_bytes, done.ram_bytes, done.macs) == (14_400, 10_336, 40_000)
     assert done.feasible is False and done.train_seconds == 12.5
     assert (done.worker_pid, done.worker_host) == (4242, "node-1")
+    assert done.worker_node == "4f2a" * 14 and done.to_json()["worker_node"] == done.worker_node
     assert done.finished_at is not None and done.finished_at >= done.created_at
     assert storage.get_trial(job.id, 0) == done
     with pytest.raises(ValueError, match="unknown metric key"):

@@ -169,6 +169,7 @@ def trial_info(row: Trial) -> TrialInfo:
         error=row.error,
         worker_pid=row.worker_pid,
         worker_host=row.worker_host,
+        worker_node=row.worker_node,
         created_at=row.created_at,
         finished_at=row.finished_at,
     )

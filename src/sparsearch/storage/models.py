@@ -123,6 +123,7 @@ class Trial(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_node: Mapped[str | None] = mapped_column(String(64))  # Ray node id (hex)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
