@@ -147,7 +147,6 @@ class TrialPublic(BaseModel):
     worker_pid: int | None
     worker_host: str | None
     worker_node: str | None = Field(description="Ray node id of the worker that trained it")
-    worker_node: str | None = Field(description="Ray node id of the worker that trained it")
     created_at: datetime
     finished_at: datetime | None
 

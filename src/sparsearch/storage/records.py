@@ -141,7 +141,6 @@ class TrialInfo:
     worker_pid: int | None
     worker_host: str | None
     worker_node: str | None
-    worker_node: str | None
     created_at: datetime
     finished_at: datetime | None
 
@@ -174,7 +173,6 @@ class TrialInfo:
             "error": self.error,
             "worker_pid": self.worker_pid,
             "worker_host": self.worker_host,
-            "worker_node": self.worker_node,
             "worker_node": self.worker_node,
             "created_at": _iso(self.created_at),
             "finished_at": _iso(self.finished_at),

@@ -149,7 +149,6 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                     "worker_pid": worker_pid,
                     "worker_host": worker_host,
                     "worker_node": worker_node,
-                    "worker_node": worker_node,
                     "effective_spec": effective_spec,
                 }
                 for key, value in optional.items():
