@@ -119,3 +119,29 @@ def test_one_line_in_the_vocabulary_reaches_every_layer(tmp_path: Path) -> None:
     assert seen["storage"] == ["paused", "skipped", "tflite"]
     assert seen["media_type"] == "application/x-tflite"
     assert "slim" in seen["space_default"] and seen["space_accepts"] == ["slim"]
+
+
+def test_a_trials_json_fields_have_one_home() -> None:
+    """Storage's ``TrialInfo`` lists them; its ``to_json`` (CLI ``--json``, ``LocalBackend``) and
+    the API's ``TrialPublic`` follow, in the same order."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from sparsearch.api.schemas import FrontTrialPublic, TrialPublic
+    from sparsearch.storage.records import TrialInfo
+
+    names = [f.name for f in dataclasses.fields(TrialInfo)]
+    assert list(TrialPublic.model_fields) == names
+    assert list(FrontTrialPublic.model_fields)[: len(names)] == names
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    values = {name: None for name in names}
+    values.update(
+        job_id="j", index=0, status="completed", params={"lr": [0.1]}, feasible=True,
+        pareto=False, pruning={}, created_at=now, finished_at=now,
+    )  # fmt: skip
+    trial = TrialInfo(**values)
+    doc = trial.to_json()
+    assert list(doc) == names and doc["created_at"] == now.isoformat()
+    doc["params"]["lr"].append(1.0)  # a copy: the frozen record is unchanged
+    assert trial.params == {"lr": [0.1]}
+    assert TrialPublic(**trial.to_json()).model_dump() == {**dataclasses.asdict(trial)}

@@ -6,14 +6,15 @@ integers (``StrictInt``: ``1.5`` or ``"1024"`` is a 422, not silently rounded or
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 from sparsearch.datasets import BUILTIN_DATASETS
 from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
-from sparsearch.storage.records import DATASET_ID_PATTERN
+from sparsearch.storage.records import DATASET_ID_PATTERN, TrialInfo
 from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES
 
 T = TypeVar("T")
@@ -123,35 +124,24 @@ class Page(BaseModel, Generic[T]):
     count: int = Field(description="Total number of matching items (not just this page)")
 
 
-class TrialPublic(BaseModel):
-    job_id: str
-    index: int
-    status: str
-    params: dict[str, Any]
-    generator: str | None
-    gen_seconds: float | None
-    train_seconds: float | None
-    accuracy: float | None
-    test_accuracy: float | None
-    flash_bytes: int | None
-    ram_bytes: int | None
-    activation_bytes: int | None
-    macs: int | None
-    nnz_flash_bytes: int | None
-    param_count: int | None
-    feasible: bool
-    pareto: bool
-    pruning: dict[str, Any]
-    effective_spec: dict[str, Any] | None
-    error: str | None
-    worker_pid: int | None
-    worker_host: str | None
-    worker_node: str | None = Field(description="Ray node id of the worker that trained it")
-    created_at: datetime
-    finished_at: datetime | None
+def _trial_public() -> type[BaseModel]:
+    """``TrialPublic``: the fields of storage's ``TrialInfo`` (the one list of a trial's JSON
+    fields), their types and, where a field documents itself, its description."""
+    hints = get_type_hints(TrialInfo)
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "TrialPublic",
+        **{
+            f.name: (hints[f.name], Field(description=f.metadata.get("doc")))
+            for f in dataclasses.fields(TrialInfo)
+        },
+    )
 
 
-class FrontTrialPublic(TrialPublic):
+#: A trial as the API returns it (``GET …/trials``, ``…/trials/{index}``).
+TrialPublic = _trial_public()
+
+
+class FrontTrialPublic(TrialPublic):  # type: ignore[misc, valid-type]
     """A trial of a job's front (``/pareto``, ``/best``), with the flash its limit counts."""
 
     flash_accounting: Literal[FLASH_ACCOUNTINGS] = Field(  # type: ignore[valid-type]

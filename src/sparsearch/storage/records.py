@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -140,7 +140,7 @@ class TrialInfo:
     error: str | None
     worker_pid: int | None
     worker_host: str | None
-    worker_node: str | None
+    worker_node: str | None = field(metadata={"doc": "Ray node id of the worker that trained it"})
     created_at: datetime
     finished_at: datetime | None
 
@@ -150,33 +150,18 @@ class TrialInfo:
         return self.status in BUDGET_TRIAL_STATUSES
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "index": self.index,
-            "status": self.status,
-            "params": copy.deepcopy(self.params),
-            "generator": self.generator,
-            "gen_seconds": self.gen_seconds,
-            "train_seconds": self.train_seconds,
-            "accuracy": self.accuracy,
-            "test_accuracy": self.test_accuracy,
-            "flash_bytes": self.flash_bytes,
-            "ram_bytes": self.ram_bytes,
-            "activation_bytes": self.activation_bytes,
-            "macs": self.macs,
-            "nnz_flash_bytes": self.nnz_flash_bytes,
-            "param_count": self.param_count,
-            "feasible": self.feasible,
-            "pareto": self.pareto,
-            "pruning": copy.deepcopy(self.pruning),
-            "effective_spec": copy.deepcopy(self.effective_spec),
-            "error": self.error,
-            "worker_pid": self.worker_pid,
-            "worker_host": self.worker_host,
-            "worker_node": self.worker_node,
-            "created_at": _iso(self.created_at),
-            "finished_at": _iso(self.finished_at),
-        }
+        """The trial's JSON (CLI ``--json``, the API): every field, in order, dates in ISO 8601.
+        The fields of this class are the one list of them; the API's ``TrialPublic`` is built
+        from it."""
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return copy.deepcopy(value)
+    return value
 
 
 @dataclass(frozen=True)
