@@ -1,9 +1,18 @@
 """Shared database fixtures: every storage test runs on SQLite and on PostgreSQL.
 
-PostgreSQL tests read ``SPARSEARCH_TEST_DATABASE_URL`` (e.g.
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``); they never write to that database but
+PostgreSQL tests use ``SPARSEARCH_TEST_DATABASE_URL`` (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Without it they look, once per session
+and with a 2 s timeout, for a server on ``SPARSEARCH_TEST_PG_PROBE`` (``host:port``, default
+``127.0.0.1:5432``; ``off`` to not look) that lets user ``postgres`` in without a password
+(database ``test``, else ``postgres``), and use it. They never write to that database but
 create their own ``sparsearch_test_<random>`` databases next to it and drop them afterwards.
-Without the variable they skip — except under ``CI=true``, where they fail.
+With no server they skip — except under ``CI=true``, where they fail. The terminal summary
+says which server was used, or why they were skipped.
+
+Ctrl-C still runs the teardown. A run that dies without it (SIGTERM, SIGKILL) cannot drop its
+databases; the next run does: each test database is commented as ours and held open by a
+connection of its run for its whole life, so one of ours that nobody is connected to is an
+orphan (and a plain ``DROP DATABASE`` refuses one that somebody is).
 
 Fixtures:
 - ``backend``: ``"sqlite"`` or ``"postgres"`` (parametrizes every test that uses the ones below)
@@ -15,53 +24,146 @@ Fixtures:
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from sparsearch.storage import Storage, open_storage
-from sparsearch.storage.engine import parse_url
+from sparsearch.storage.engine import mask_url, parse_url
 from sparsearch.storage.models import Base
 
 PG_ENV = "SPARSEARCH_TEST_DATABASE_URL"
+PROBE_ENV = "SPARSEARCH_TEST_PG_PROBE"
+PROBE_DEFAULT = "127.0.0.1:5432"
+PROBE_TIMEOUT_S = 2  # libpq's smallest connect_timeout
+PROBE_USER = "postgres"
+PROBE_DATABASES = ("test", "postgres")
+TEST_DB_PREFIX = "sparsearch_test_"
+SKIP_PREFIX = "PostgreSQL tests cannot run"
+#: The comment every test database gets; only databases with it are ever swept as orphans.
+TEST_DB_COMMENT = "sparsearch test database (tests/conftest.py); dropped when its run ends"
 
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+@dataclass
+class _Postgres:
+    """Which PostgreSQL this session's tests use (``url``), or why none (``reason``)."""
+
+    url: str | None = None
+    source: str = ""
+    reason: str = ""
+    #: Test databases of earlier runs that died without their teardown, dropped by this one.
+    swept: tuple[str, ...] = ()
+
+
+_PG: _Postgres | None = None  # resolved at most once per session, on first need
+
+
+def _probe(target: str) -> _Postgres:
+    """Look for a server on ``target`` (``host:port``) that lets ``postgres`` in."""
+    host, _, port_text = target.rpartition(":")
+    unset = f"{PG_ENV} is unset"
+    if not host or not port_text.isdigit():
+        return _Postgres(reason=f"{PROBE_ENV}={target!r} is not host:port and {unset}")
+    port = int(port_text)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return _Postgres(reason=f"no server answered on {target} and {unset}")
+    import psycopg
+
+    error = ""
+    for dbname in PROBE_DATABASES:
+        try:
+            psycopg.connect(
+                host=host, port=port, user=PROBE_USER, dbname=dbname,
+                connect_timeout=PROBE_TIMEOUT_S,
+            ).close()  # fmt: skip
+        except psycopg.Error as e:
+            error = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            continue
+        url = f"postgresql+psycopg://{PROBE_USER}@{host}:{port}/{dbname}"
+        return _Postgres(url=url, source=f"found on {target}; {unset}")
+    return _Postgres(
+        reason=f"the server on {target} did not let {PROBE_USER!r} in ({error}) and {unset}"
+    )
+
+
+def _postgres() -> _Postgres:
+    global _PG
+    if _PG is None:
+        url = os.environ.get(PG_ENV, "").strip()
+        probe = os.environ.get(PROBE_ENV, "").strip() or PROBE_DEFAULT
+        if url:
+            _PG = _Postgres(url=url, source=PG_ENV)
+        elif probe.lower() == "off":
+            _PG = _Postgres(reason=f"{PROBE_ENV}=off and {PG_ENV} is unset")
+        else:
+            _PG = _probe(probe)
+    return _PG
+
+
 def _postgres_admin_url() -> str:
-    url = os.environ.get(PG_ENV, "").strip()
-    if not url:
+    pg = _postgres()
+    if pg.url is None:
         msg = (
-            f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); "
-            "PostgreSQL tests cannot run"
+            f"{SKIP_PREFIX}: {pg.reason} — set it (e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test) to run them"
         )
         if _in_ci():
-            pytest.fail(f"{msg}, and CI=true forbids skipping them", pytrace=False)
+            pytest.fail(f"{msg}; CI=true forbids skipping them", pytrace=False)
         pytest.skip(msg)
-    return url
+    return pg.url
+
+
+def _admin_engine(admin_url: str) -> Any:
+    return create_engine(parse_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+#: Per test database, the connection that holds it open while its run lives (see above).
+_KEEPERS: dict[str, Any] = {}
 
 
 def _create_database(admin_url: str) -> str:
+    import psycopg
+
     admin = parse_url(admin_url)
-    name = f"sparsearch_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    engine = _admin_engine(admin_url)
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # Held open before the comment marks it sweepable: a commented database always
+            # has its keeper while its run is alive.
+            _KEEPERS[name] = psycopg.connect(
+                parse_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                autocommit=True,
+                connect_timeout=10,
+                application_name="sparsearch tests (keeper)",
+            )
+            conn.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{TEST_DB_COMMENT}'"))
     finally:
         engine.dispose()
-    return admin.set(database=name).render_as_string(hide_password=False)
+    return url
 
 
 def _drop_database(admin_url: str, url: str) -> None:
     name = parse_url(url).database
-    engine = create_engine(parse_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    keeper = _KEEPERS.pop(name, None)
+    if keeper is not None:
+        keeper.close()
+    engine = _admin_engine(admin_url)
     try:
         with engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -69,10 +171,79 @@ def _drop_database(admin_url: str, url: str) -> None:
         engine.dispose()
 
 
+def _sweep_orphans(admin_url: str) -> list[str]:
+    """Drop the test databases of runs that died without their teardown; returns their names.
+
+    Only databases carrying our comment and with no connection are candidates (a live run's
+    keeper is one), and the plain ``DROP DATABASE`` fails for any that was opened meanwhile.
+    """
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    dropped: list[str] = []
+    engine = _admin_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(
+                text(
+                    "SELECT datname FROM pg_database d WHERE datname LIKE :prefix "
+                    "AND shobj_description(oid, 'pg_database') = :comment "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)"
+                ),
+                {"prefix": TEST_DB_PREFIX + "%", "comment": TEST_DB_COMMENT},
+            ).scalars()
+            for name in list(names):
+                try:
+                    conn.execute(text(f'DROP DATABASE "{name}"'))
+                except DBAPIError:  # in use: its run is alive (or someone looks at it)
+                    continue
+                dropped.append(name)
+    except SQLAlchemyError:  # a sweep that cannot run must not fail the tests
+        pass
+    finally:
+        engine.dispose()
+    return dropped
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line on PostgreSQL: the server the tests used, or why they were skipped."""
+    if _PG is None:  # no test asked for PostgreSQL
+        return
+    if _PG.url is not None:
+        swept = (
+            f"; dropped {len(_PG.swept)} test database(s) left by runs killed before their "
+            f"teardown: {', '.join(_PG.swept)}"
+            if _PG.swept
+            else ""
+        )
+        terminalreporter.write_line(
+            f"PostgreSQL tests used {mask_url(_PG.url)} ({_PG.source}){swept}", bold=True
+        )
+        return
+    if _in_ci():
+        terminalreporter.write_line(
+            f"PostgreSQL tests failed: {_PG.reason} — CI=true forbids skipping them",
+            red=True,
+            bold=True,
+        )
+        return
+    skipped = sum(
+        1
+        for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and SKIP_PREFIX in str(r.longrepr[-1])
+    )
+    terminalreporter.write_line(
+        f"PostgreSQL tests skipped ({skipped}): {_PG.reason} — set it to run them",
+        yellow=True,
+        bold=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
-    """The configured PostgreSQL URL (only used to create and drop test databases)."""
-    return _postgres_admin_url()
+    """The PostgreSQL URL in use (only used to create and drop test databases)."""
+    url = _postgres_admin_url()
+    _postgres().swept = tuple(_sweep_orphans(url))
+    return url
 
 
 @pytest.fixture(scope="session")
