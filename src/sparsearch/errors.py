@@ -52,3 +52,7 @@ class SearchError(SparsearchError):
 
 class TrialError(SparsearchError):
     """A single trial failed; the search records it and goes on."""
+
+
+class ClusterError(SparsearchError):
+    """The Ray cluster cannot be reached or refuses this process (address, token, auth mode)."""

@@ -22,10 +22,13 @@ import threading
 from types import FrameType
 from typing import Any
 
-from sparsearch.errors import SparsearchError
+from sparsearch.errors import ClusterError, SparsearchError
 from sparsearch.vocabulary import CLAIMABLE_JOB_STATUSES
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to join a Ray cluster that is unreachable or refuses the scheduler.
+CLUSTER_RETRY_SECONDS = 15.0
 
 #: Job statuses a scheduler picks up: new jobs, and jobs a stopped scheduler left behind.
 
@@ -59,6 +62,7 @@ class Scheduler:
         self._lost: str | None = None  # a job whose heartbeat found it no longer ours
         self._gave_up: str | None = None  # a job whose driver stopped because it was lost
         self._ray_started = False
+        self._cluster_error: str | None = None  # why the configured Ray cluster cannot be used
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -123,7 +127,10 @@ class Scheduler:
                     self._stop.wait(max(self.settings.scheduler_poll_seconds, 5.0))
                     continue
                 if not ran:
-                    self._stop.wait(self.settings.scheduler_poll_seconds)
+                    poll = self.settings.scheduler_poll_seconds
+                    if self._cluster_error:  # not every poll: joining starts a probe each time
+                        poll = max(poll, CLUSTER_RETRY_SECONDS)
+                    self._stop.wait(poll)
         finally:
             self._handling_signals = False
             for signum, handler in restore.items():
@@ -136,6 +143,8 @@ class Scheduler:
             return False
         self.start()
         self._interrupt_stale()
+        if self.settings.ray_address and not self._join_cluster():
+            return False  # no job is claimed (and none failed) while the cluster is unusable
         job = self.storage.claim_next_job(CLAIMABLE_JOB_STATUSES, scheduler_id=self.id)
         if job is None:
             return False
@@ -154,6 +163,10 @@ class Scheduler:
             if isinstance(e, SystemExit):
                 raise KeyboardInterrupt from e
             raise
+        except ClusterError as e:  # the cluster, not the job: leave it to be resumed
+            self._job_id = None
+            self._leave(job.id, "interrupted", "interrupted", None)
+            self._cluster_failed(e, job.id)
         except SparsearchError as e:
             self._job_id = None
             self._leave(job.id, "failed", "job failed", str(e))
@@ -165,6 +178,40 @@ class Scheduler:
         finally:
             self._job_id = None
         return True
+
+    def _join_cluster(self) -> bool:
+        """Connect to the configured Ray cluster (``SPARSEARCH_RAY_ADDRESS``) before claiming a
+        job; False, with the error logged, when it is unreachable or refuses the scheduler (a
+        wrong token or ``RAY_AUTH_MODE``): ``init_ray`` says so within seconds."""
+        from sparsearch.worker.remote import init_ray
+
+        s = self.settings
+        try:
+            self._ray_started |= init_ray(
+                s.ray_address, num_cpus=s.ray_num_cpus, object_store_mb=s.ray_object_store_mb
+            )
+        except ClusterError as e:
+            self._cluster_failed(e, None)
+            return False
+        if self._handling_signals:  # ray.init replaces the SIGTERM handler with sys.exit
+            self._install_signal_handlers()
+        if self._cluster_error is not None:
+            log.info("scheduler %s joined the Ray cluster at %s", self.id, s.ray_address)
+        self._cluster_error = None
+        return True
+
+    def _cluster_failed(self, e: ClusterError, job_id: str | None) -> None:
+        self._cluster_error = str(e)
+        left = f"; job {job_id} left interrupted" if job_id else ""
+        log.error(
+            "scheduler %s cannot use the Ray cluster: %s%s; retrying in %.0f s (hint: %s)",
+            self.id,
+            e.message,
+            left,
+            max(self.settings.scheduler_poll_seconds, CLUSTER_RETRY_SECONDS),
+            e.hint,
+            extra={"job_id": job_id},
+        )
 
     def _drive(self, job_id: str) -> None:
         from sparsearch.search.driver import SearchDriver

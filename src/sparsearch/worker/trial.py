@@ -39,6 +39,8 @@ class TrialResult:
     artifacts: dict[str, bytes] = field(default_factory=dict)
     worker_pid: int = 0
     worker_host: str = ""
+    #: The Ray node id of the task that ran it (set by ``worker.remote``; "" outside Ray).
+    worker_node: str = ""
 
 
 def resize_inputs(x: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
