@@ -1,4 +1,5 @@
-"""Rich rendering for the CLI: the live search progress and the Pareto front table.
+"""Rich rendering for the CLI: the live search progress and the tables (front, jobs), which
+fit the terminal's width (a pipe counts as 80 columns).
 
 Progress always goes to stderr so that stdout can carry exactly one JSON document.
 """
@@ -6,9 +7,14 @@ Progress always goes to stderr so that stdout can carry exactly one JSON documen
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,48 +59,172 @@ def _pct(v: float | None) -> str:
 def _pruning(p: dict[str, Any] | None) -> str:
     if not p or p.get("method", "none") == "none" or not p.get("level"):
         return "none"
-    return f"{p['method']} {p['level']:.2f}"
+    return f"{p['method']} {p['level'] * 100:.3g}%"
 
 
-def front_table(trials: Iterable[dict[str, Any]], *, title: str) -> Table:
-    table = Table(title=title)
-    for col in ("trial", "accuracy", "test acc", "flash", "RAM", "MACs", "pruning"):
-        table.add_column(col, justify="right" if col not in ("pruning",) else "left")
-    for t in trials:
-        table.add_row(
-            str(t["index"]),
-            _pct(t.get("accuracy")),
-            _pct(t.get("test_accuracy")),
-            format_size(t.get("flash_bytes")),
-            format_size(t.get("ram_bytes")),
-            f"{t['macs']:,}" if t.get("macs") is not None else "-",
-            _pruning(t.get("pruning")),
-        )
-    return table
+def _count(n: int | None) -> str:
+    """A count in about 5 characters: 950, 12.3k, 4.56M, 120M."""
+    if n is None:
+        return "-"
+    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if n >= scale:
+            v = n / scale
+            digits = 2 if v < 10 else 1 if v < 100 else 0
+            return f"{v:.{digits}f}{suffix}"
+    return str(n)
 
 
-def jobs_table(jobs: Iterable[dict[str, Any]]) -> Table:
-    jobs = list(jobs)
-    table = Table(title="jobs")
-    # The id is what `pareto`/`pull` take: never elide or wrap it; other columns give way on
-    # narrow terminals.
-    id_width = max((len(str(j["id"])) for j in jobs), default=2)
-    table.add_column("id", no_wrap=True, min_width=id_width)
-    table.add_column("status", no_wrap=True)
-    for col in ("dataset", "flash", "RAM", "trials", "best acc", "HV", "created"):
-        table.add_column(col, overflow="fold")
+def short_time(value: Any, *, now: datetime | None = None) -> str:
+    """An ISO timestamp as ``MM-DD HH:MM`` this year, ``YYYY-MM-DD`` before ('-' if none)."""
+    if not value:
+        return "-"
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)[:16].replace("T", " ")
+    now = now or datetime.now(t.tzinfo or UTC)
+    return t.strftime("%m-%d %H:%M") if t.year == now.year else t.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column of a :class:`FitTable`. ``keep`` orders what goes first when the terminal is
+    narrow (lower stays longer). An ``ident`` column (ids users copy) always stays and is never
+    wrapped, folded or cut; the others stay on one line, cut with an ellipsis beyond
+    ``max_width``."""
+
+    header: str
+    keep: int
+    right: bool = False
+    ident: bool = False
+    #: Longer values are cut with an ellipsis (free text such as a dataset path).
+    max_width: int | None = None
+
+
+class FitTable:
+    """A Rich table that fits the width it is rendered at: every row on one line, ids whole.
+
+    The table is built when rendered, with the columns that fit (the most important first; free
+    text counted up to its ``max_width``), so ``Console.print`` on any terminal, or a pipe
+    (80 columns), gets its own fit. Free text is cut only when it does not fit."""
+
+    def __init__(self, title: str, columns: list[Col], rows: list[dict[str, str]]) -> None:
+        """``rows`` map each column's header to its cell."""
+        self.title, self.columns = title, columns
+        self.rows = [[r[c.header] for c in columns] for r in rows]
+
+    def table(self, cols: list[int], *, capped: bool = True) -> Table:
+        table = Table(title=self.title)
+        for i in cols:
+            c = self.columns[i]
+            width = max([cell_len(c.header), *(cell_len(r[i]) for r in self.rows)])
+            table.add_column(
+                c.header,
+                justify="right" if c.right else "left",
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=width if c.ident else None,
+                max_width=c.max_width if capped and not c.ident else None,
+            )
+        for r in self.rows:
+            table.add_row(*(escape(r[i]) for i in cols))
+        return table
+
+    def _keep(self, i: int) -> tuple[int, int]:
+        return (self.columns[i].keep, i)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update_width(1 << 20)  # Measurement.get clamps to max_width
+
+        def fits(table: Table) -> bool:
+            return Measurement.get(console, unbounded, table).maximum <= options.max_width
+
+        # The ids always stay, then each other column that fits, the most important first.
+        cols = [i for i, c in enumerate(self.columns) if c.ident]
+        for i in sorted(set(range(len(self.columns))) - set(cols), key=self._keep):
+            if fits(self.table(sorted([*cols, i]))):
+                cols = sorted([*cols, i])
+        whole = self.table(cols, capped=False)
+        yield whole if fits(whole) else self.table(cols)
+
+
+def accounted_flash(trial: dict[str, Any], flash_accounting: str) -> int | None:
+    """The flash a trial's limit counts: ``nnz_flash_bytes`` under sparse accounting."""
+    if "accounted_flash_bytes" in trial:  # the server says
+        return trial["accounted_flash_bytes"]
+    key = "nnz_flash_bytes" if flash_accounting == "sparse" else "flash_bytes"
+    return trial.get(key)
+
+
+def front_table(
+    trials: Iterable[dict[str, Any]], *, title: str, flash_accounting: str = "dense"
+) -> FitTable:
+    """The front: accuracy, the accounted flash ("flash (nnz)" under sparse accounting), RAM;
+    then MACs, pruning, test accuracy and (sparse) the dense flash as width allows."""
+    sparse = flash_accounting == "sparse"
+    columns = [
+        Col("trial", 0, right=True, ident=True),
+        Col("accuracy", 0, right=True),
+        Col("flash (nnz)" if sparse else "flash", 0, right=True),
+        Col("RAM", 0, right=True),
+        Col("MACs", 2, right=True),
+        Col("pruning", 2),
+        Col("test acc", 3, right=True),
+    ]
+    if sparse:
+        columns.append(Col("dense flash", 4, right=True))
+    rows = [
+        {
+            "trial": str(t["index"]),
+            "accuracy": _pct(t.get("accuracy")),
+            columns[2].header: format_size(accounted_flash(t, flash_accounting)),
+            "RAM": format_size(t.get("ram_bytes")),
+            "MACs": _count(t.get("macs")),
+            "pruning": _pruning(t.get("pruning")),
+            "test acc": _pct(t.get("test_accuracy")),
+            "dense flash": format_size(t.get("flash_bytes")),  # shown under sparse only
+        }
+        for t in trials
+    ]
+    return FitTable(title, columns, rows)
+
+
+def _trials(j: dict[str, Any]) -> str:
+    """Trained/budget ("3/5"), or the budget alone when there is no progress."""
+    budget = (j.get("budget") or {}).get("trials", "")
+    p = j.get("progress") or {}
+    return f"{p['trained']}/{p.get('budget', budget)}" if "trained" in p else str(budget)
+
+
+def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
+    """Jobs: id (what `pareto`/`pull` take, always whole), status, trials (trained/budget),
+    best accuracy; then the limits, dataset, hypervolume and creation time as width allows."""
+    columns = [
+        Col("id", 0, ident=True),
+        Col("status", 0),
+        Col("trials", 0, right=True),
+        Col("best", 0, right=True),
+        Col("flash", 1, right=True),
+        Col("RAM", 1, right=True),
+        Col("dataset", 2, max_width=20),
+        Col("HV", 3, right=True),
+        Col("created", 4),
+    ]
+    rows = []
     for j in jobs:
-        lim, bud = j.get("limits") or {}, j.get("budget") or {}
+        lim = j.get("limits") or {}
         hv = j.get("hypervolume")
-        table.add_row(
-            j["id"],
-            j["status"],
-            j.get("dataset", ""),
-            format_size(lim.get("flash_bytes")),
-            format_size(lim.get("ram_bytes")),
-            str(bud.get("trials", "")),
-            _pct(j.get("best_accuracy")),
-            "-" if hv is None else f"{hv:.3f}",
-            str(j.get("created_at") or "")[:16].replace("T", " "),
+        rows.append(
+            {
+                "id": str(j["id"]),
+                "status": str(j["status"]),
+                "trials": _trials(j),
+                "best": _pct(j.get("best_accuracy")),
+                "flash": format_size(lim.get("flash_bytes")),
+                "RAM": format_size(lim.get("ram_bytes")),
+                "dataset": str(j.get("dataset", "")),
+                "HV": "-" if hv is None else f"{hv:.3f}",
+                "created": short_time(j.get("created_at")),
+            }
         )
-    return table
+    return FitTable("jobs", columns, rows)

@@ -144,7 +144,8 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
 
 
 def print_front(doc: dict[str, Any]) -> None:
-    """Print a front table; ``doc`` needs job_id (or id), status, hypervolume, pareto."""
+    """Print a front table; ``doc`` needs job_id (or id), status, hypervolume, pareto, and may
+    say flash_accounting (default dense: a sparse job's table shows the non-zero flash)."""
     from sparsearch.cli.render import front_table
 
     hv = doc["hypervolume"]
@@ -153,6 +154,7 @@ def print_front(doc: dict[str, Any]) -> None:
         f"hypervolume {0.0 if hv is None else hv:.3f})"
     )
     front = sorted(doc["pareto"], key=lambda t: -t["accuracy"])
-    out.print(front_table(front, title=title))
+    accounting = doc.get("flash_accounting") or "dense"
+    out.print(front_table(front, title=title, flash_accounting=accounting))
     if not front:
         out.print("no feasible completed trial yet")

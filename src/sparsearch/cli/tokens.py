@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from sparsearch.cli.common import DbOption, fail, open_from, out, say, settings_from
 from sparsearch.errors import ConfigError, SparsearchError
@@ -69,26 +68,29 @@ def token_revoke(
 
 
 def _tokens_table(rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
+    """Tokens: id and prefix whole (what `revoke` takes, what a token starts with), owner,
+    whether revoked; then the name and the times as the terminal's width allows."""
+    from sparsearch.cli.render import Col, FitTable, short_time
 
-    table = Table(title="API tokens")
-    for col in ("id", "owner", "name", "prefix", "created", "last used", "revoked"):
-        table.add_column(col, justify="right" if col == "id" else "left")
-    for r in rows:
-        table.add_row(
-            str(r.get("id")),
-            escape(str(r.get("owner"))),
-            escape(str(r.get("name"))),
-            escape(str(r.get("prefix"))),
-            _when(r.get("created_at")),
-            _when(r.get("last_used_at")),
-            _when(r.get("revoked_at")),
-        )
-    return table
-
-
-def _when(value: Any) -> str:
-    """An ISO timestamp shortened to the minute ('-' when missing)."""
-    if not value:
-        return "-"
-    return str(value).replace("T", " ")[:16]
+    columns = [
+        Col("id", 0, right=True, ident=True),
+        Col("owner", 0, max_width=20),
+        Col("prefix", 0, ident=True),
+        Col("revoked", 0),
+        Col("name", 1, max_width=20),
+        Col("last used", 2),
+        Col("created", 3),
+    ]
+    cells = [
+        {
+            "id": str(r.get("id")),
+            "owner": str(r.get("owner")),
+            "prefix": str(r.get("prefix")),
+            "revoked": short_time(r.get("revoked_at")),
+            "name": str(r.get("name")),
+            "last used": short_time(r.get("last_used_at")),
+            "created": short_time(r.get("created_at")),
+        }
+        for r in rows
+    ]
+    return FitTable("API tokens", columns, cells)
