@@ -32,10 +32,12 @@ class LocalBackend:
         return [j.model_dump(mode="json") for j in jobs_public(self.storage, jobs)]
 
     def pareto(self, job_id: str) -> list[dict[str, Any]]:
-        self.storage.get_job(job_id)
-        return [
-            t.to_json() for t in self.storage.list_trials(job_id, pareto=True, sort="-accuracy")
-        ]
+        """The front, most accurate first, each trial with the job's ``flash_accounting`` and
+        its ``accounted_flash_bytes`` (as ``GET /v1/jobs/{id}/pareto``)."""
+        from sparsearch.api.views import front_trial_json
+
+        accounting, front = self.storage.front(job_id)
+        return [front_trial_json(t, accounting) for t in front]
 
     def best(self, job_id: str) -> dict[str, Any]:
         front = self.pareto(job_id)
@@ -122,6 +124,6 @@ def _error_from(response: Any) -> SparsearchError:
         )
     if status == 404:
         return NotFoundError(detail, hint)
-    if status in (409, 422, 429):
+    if status in (409, 413, 422, 429):
         return ConfigError(detail, hint)
     return StorageError(f"the server answered {status}: {detail}", hint)
