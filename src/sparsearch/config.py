@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(
         default=64, ge=1, le=4096, description="Largest dataset upload the API accepts, MiB"
     )
+    max_body_kb: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Largest request body the API reads on any route but an upload (JSON), "
+        "KiB; uploads have SPARSEARCH_MAX_UPLOAD_MB",
+    )
     max_dataset_mb: int = Field(
         default=512,
         ge=1,

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sparsearch.api.guard import RequestGuard
 from sparsearch.api.metrics import install_metrics
 from sparsearch.api.routes import artifacts, datasets, health, jobs, trials
 from sparsearch.api.schemas import Problem
@@ -37,6 +38,11 @@ API_THREADS = {"sqlite": 2, "postgresql": 8}
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
     404: {"model": Problem, "description": "No such job, trial or artifact (for this owner)"},
+    413: {
+        "model": Problem,
+        "description": "The request body is over the server's limit (SPARSEARCH_MAX_BODY_KB; "
+        "uploads: SPARSEARCH_MAX_UPLOAD_MB)",
+    },
     422: {"model": Problem, "description": "Invalid request: the detail says what to fix"},
 }
 
@@ -85,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = _problem(exc.status_code, str(exc.detail))
+        response = _problem(exc.status_code, str(exc.detail), getattr(exc, "hint", None))
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -129,6 +135,9 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     app.state.settings = settings
     app.state.storage = storage
     install_error_handlers(app)
+    # Token check and body caps before any body is read; inside the latency middleware, which
+    # thereby also observes the 401s and 413s it answers.
+    app.add_middleware(RequestGuard, state=app.state)
     install_metrics(app, storage)  # /metrics, request latency middleware
     for module in (jobs, trials, artifacts, datasets, health):
         app.include_router(module.router)

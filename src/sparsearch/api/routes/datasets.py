@@ -2,78 +2,28 @@
 
 An upload is checked before anything is stored (``datasets.validate_npz_bytes``: size caps,
 no pickles, layouts, dtypes, labels); a job then names it by id. The body is capped while it
-streams in: FastAPI parses a multipart form (spooling every byte) before the endpoint runs, so
-the cap is enforced by this router's route class, not by the endpoint alone.
+streams in (``SPARSEARCH_MAX_UPLOAD_MB``): FastAPI parses a multipart form (spooling every
+byte) before the endpoint runs, so the cap is enforced by ``guard.RequestGuard``, which caps
+every request body, before the form is parsed; the endpoint checks the file's own size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Request, Response, UploadFile
-from fastapi.routing import APIRoute
-from starlette.types import Message
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
+from sparsearch.api.guard import MIB, BodyTooLarge, upload_cap, upload_too_large
 from sparsearch.api.schemas import DatasetPublic, Page, Problem
-from sparsearch.config import Settings
 from sparsearch.storage.records import DATASET_ID_PATTERN
 
-MIB = 1 << 20
-#: Room for the multipart framing and the ``name`` field on top of the file cap.
-FORM_OVERHEAD = 64 * 1024
 _NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no NUL, no control characters
 
 
-def upload_cap(settings: Settings) -> int:
-    """Largest accepted upload in bytes (``max_upload_mb`` MiB)."""
-    return settings.max_upload_mb * MIB
-
-
-def _too_large(cap: int) -> HTTPException:
-    return HTTPException(
-        413,
-        f"the upload is larger than this server's limit of {cap // MIB} MiB ({cap:,} bytes); "
-        "store images as uint8 and use numpy.savez_compressed, or ask the operator to raise "
-        "SPARSEARCH_MAX_UPLOAD_MB",
-    )
-
-
-class _CappedUploadRoute(APIRoute):
-    """Refuses a POST body over the upload cap (plus form framing) with 413: at once when its
-    Content-Length says so, otherwise as soon as that many bytes have arrived."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def capped(request: Request) -> Response:
-            if request.method != "POST":
-                return await handler(request)
-            cap = upload_cap(request.app.state.settings)
-            limit = cap + FORM_OVERHEAD
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise _too_large(cap)
-            receive, seen = request.receive, 0
-
-            async def counted() -> Message:
-                nonlocal seen
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
-                    if seen > limit:
-                        raise _too_large(cap)  # FastAPI re-raises HTTPExceptions from parsing
-                return message
-
-            return await handler(Request(request.scope, counted))
-
-        return capped
-
-
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=_CappedUploadRoute)
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 DatasetIdPath = Annotated[str, Path(pattern=DATASET_ID_PATTERN, max_length=15)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -120,10 +70,10 @@ def upload_dataset(
 ) -> DatasetPublic:
     from sparsearch.datasets import validate_npz_bytes
 
-    cap = upload_cap(settings)
+    cap = upload_cap(settings)  # the guard capped the whole form; this is the file's own cap
     data = file.file.read(cap + 1)
     if len(data) > cap:
-        raise _too_large(cap)
+        raise BodyTooLarge(upload_too_large(settings))
     summary = validate_npz_bytes(data, max_decompressed=settings.max_dataset_mb * MIB)
     info = storage.create_dataset(
         owner=owner,
