@@ -9,7 +9,10 @@ import pytest
 from sparsearch.errors import StorageError
 from sparsearch.storage import Storage, engine
 
-pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("backend", ["postgres"], indirect=True),
+]
 
 
 def _reader_pid(storage: Storage) -> int:
