@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparsearch.units import format_size
+from sparsearch.vocabulary import accounted_flash_field
 
 
 class SearchProgress:
@@ -152,7 +153,7 @@ def accounted_flash(trial: dict[str, Any], flash_accounting: str) -> int | None:
     """The flash a trial's limit counts: ``nnz_flash_bytes`` under sparse accounting."""
     if "accounted_flash_bytes" in trial:  # the server says
         return trial["accounted_flash_bytes"]
-    key = "nnz_flash_bytes" if flash_accounting == "sparse" else "flash_bytes"
+    key = accounted_flash_field(flash_accounting)
     return trial.get(key)
 
 
