@@ -14,7 +14,7 @@ import json
 import anyio
 import numpy as np
 import pytest
-from api_helpers import JOB_BODY, MAX_TRIALS
+from api_helpers import JOB_BODY
 from fastapi.testclient import TestClient
 
 from sparsearch.api.app import create_app
@@ -26,16 +26,9 @@ CHUNK = 1024
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
-        database_url="sqlite://",
-        artifact_dir=tmp_path / "artifacts",
-        auth="on",
-        max_trials=MAX_TRIALS,
-        max_active_jobs_per_owner=3,
-        max_body_kb=BODY_KB,
-        max_upload_mb=1,
-    )
+def settings(settings: Settings) -> Settings:
+    """The API tests' settings with small caps."""
+    return settings.model_copy(update={"max_body_kb": BODY_KB, "max_upload_mb": 1})
 
 
 def call(app, method: str, path: str, headers: dict[str, str], n_chunks: int, chunk: bytes):
