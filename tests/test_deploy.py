@@ -31,8 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 SERVICES = ("postgres", "ray-head", "ray-worker", "api", "scheduler")
-#: Services of the sparsearch image: configured by SPARSEARCH_* variables only.
+#: Services of the sparsearch image: configured by SPARSEARCH_* variables, and the Ray
+#: processes among them by Ray's token authentication variables too.
 IMAGE_SERVICES = ("ray-head", "ray-worker", "api", "scheduler")
+#: The processes of the Ray cluster: both node kinds and the scheduler (a driver on its own node).
+RAY_SERVICES = ("ray-head", "ray-worker", "scheduler")
+#: Ray's own variables for token authentication (checked below against the installed Ray).
+RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +178,9 @@ def test_one_image_for_api_scheduler_and_ray(services):
 @pytest.mark.parametrize("name", IMAGE_SERVICES)
 def test_only_real_settings_are_set(services, name, monkeypatch):
     variables = env(services[name])
+    ray_auth = {k for k in variables if k in RAY_AUTH_VARIABLES}
+    assert not ray_auth or name in RAY_SERVICES, f"{name} uses no Ray but gets {ray_auth}"
+    variables = {k: v for k, v in variables.items() if k not in ray_auth}
     for key in variables:
         assert key.startswith("SPARSEARCH_"), f"{name}: {key} is not a sparsearch setting"
         field = key.removeprefix("SPARSEARCH_").lower()
@@ -185,6 +193,53 @@ def test_only_real_settings_are_set(services, name, monkeypatch):
     settings = Settings()
     for key, value in variables.items():
         assert str(getattr(settings, key.removeprefix("SPARSEARCH_").lower())) == value
+
+
+# -- compose: Ray's token authentication -------------------------------------------------------
+
+#: ``${NAME:?message}``: compose substitutes the operator's variable, and refuses to start
+#: without it.
+REQUIRED_VARIABLE = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<message>[^}]+)\}$")
+
+
+def test_the_auth_variables_are_the_ones_ray_reads():
+    """The names and mode the compose file relies on, as the installed Ray spells them."""
+    from ray._private.authentication import authentication_token_setup
+    from ray._private.authentication.authentication_utils import get_authentication_mode_name
+    from ray._raylet import AuthenticationMode
+    from ray.exceptions import AuthenticationError
+
+    assert authentication_token_setup.AUTH_MODE_ENV_VAR == "RAY_AUTH_MODE"
+    assert get_authentication_mode_name(AuthenticationMode.TOKEN) == "token"
+    # Ray's own help text on a refused token names the variable its C++ core reads.
+    assert "`RAY_AUTH_TOKEN` environment variable" in str(AuthenticationError("refused"))
+
+
+def test_every_ray_process_gets_the_same_token(services):
+    tokens = set()
+    for name in RAY_SERVICES:
+        variables = env(services[name])
+        assert variables.get("RAY_AUTH_MODE") == "token", f"{name}: token authentication off"
+        assert "RAY_AUTH_TOKEN" in variables, f"{name} gets no RAY_AUTH_TOKEN"
+        tokens.add(variables["RAY_AUTH_TOKEN"])
+    assert len(tokens) == 1, tokens
+    # Not a literal in the file: the operator's variable, required (README: how to set it).
+    required = REQUIRED_VARIABLE.match(tokens.pop())
+    assert required, "RAY_AUTH_TOKEN must be ${VARIABLE:?message}"
+    assert required["name"] == "RAY_AUTH_TOKEN"
+    assert "RAY_AUTH_TOKEN" in required["message"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"{required['name']}=" in readme and "ray get-auth-token" in readme
+    # The API runs no Ray: it gets neither the token nor the mode.
+    assert not set(env(services["api"])) & set(RAY_AUTH_VARIABLES)
+
+
+def test_ray_processes_name_no_token_file_of_their_own(services):
+    """A token file path (RAY_AUTH_TOKEN_PATH, or the default ~/.ray/auth_token) would be each
+    container's own: the one variable above is the only source."""
+    for name in RAY_SERVICES:
+        assert "RAY_AUTH_TOKEN_PATH" not in env(services[name])
+        assert not any("auth_token" in str(v) for v in services[name].get("volumes", []))
 
 
 def test_postgres_matches_the_database_url(services):
