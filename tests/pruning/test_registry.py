@@ -14,7 +14,7 @@ def test_every_method_of_the_vocabulary_is_implemented_and_agrees_on_structure()
     from sparsearch.pruning import _REGISTRY
     from sparsearch.vocabulary import PRUNING_METHODS
 
-    assert METHODS == tuple(PRUNING_METHODS) and set(_REGISTRY) == set(PRUNING_METHODS)
+    assert tuple(PRUNING_METHODS) == METHODS and set(_REGISTRY) == set(PRUNING_METHODS)
     assert {"filter_norm", "magnitude"} <= set(METHODS)
     for name in METHODS:
         method = get_method(name)
