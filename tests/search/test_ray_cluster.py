@@ -207,7 +207,9 @@ def test_a_process_without_token_auth_is_refused_with_a_hint(
         assert needle in proc.stderr, (needle, proc.stderr)
     assert ray_lines(proc.stderr) == [], proc.stderr
     doc = json.loads(proc.stdout)  # --json still prints the job's document
-    assert doc["status"] == "failed" and "refused" in doc["error"]
+    # The environment was wrong, not the job: it is left resumable, and the CLI says how.
+    assert doc["status"] == "interrupted" and "refused" in doc["error"]
+    assert f"--resume {doc['job_id']}" in proc.stderr
 
 
 def test_the_cluster_check_names_the_token_setting(
@@ -245,6 +247,7 @@ def test_an_unreachable_cluster_fails_within_seconds(tmp_path: Path) -> None:
     assert f"cannot reach the Ray cluster at {address}" in proc.stderr, proc.stderr
     assert "SPARSEARCH_RAY_ADDRESS" in proc.stderr
     assert ray_lines(proc.stderr) == [], proc.stderr
+    assert json.loads(proc.stdout)["status"] == "interrupted"
 
 
 def test_a_local_search_prints_nothing_from_ray(tmp_path: Path) -> None:

@@ -29,11 +29,11 @@ from sqlalchemy import select
 
 from sparsearch.config import Settings
 from sparsearch.jobconfig import JobConfig
-from sparsearch.search.driver import accounted_flash
 from sparsearch.search.pareto import Point, pareto_indices
 from sparsearch.service import Scheduler
 from sparsearch.storage import open_storage
 from sparsearch.storage.models import Scheduler as SchedulerRow
+from sparsearch.vocabulary import accounted_flash
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def _check_front(db, job_id: str, trials: list) -> None:
     """The stored pareto flags equal the front recomputed from the job's trials."""
     cfg = JobConfig.from_dict(db.get_job(job_id).config)
     points = [
-        Point(t.index, t.accuracy, accounted_flash(cfg, t.to_json()), t.ram_bytes)
+        Point(t.index, t.accuracy, accounted_flash(cfg.flash_accounting, t.to_json()), t.ram_bytes)
         for t in trials
         if t.status == "completed" and t.feasible and t.accuracy is not None
     ]

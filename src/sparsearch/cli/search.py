@@ -108,20 +108,23 @@ def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) 
                 data=data,
             ).run()
     except KeyboardInterrupt:
-        say(
-            f"interrupted: resume with `sparsearch search --resume {job.id} "
-            f"--db {masked(settings.database_url)}`"
-        )
+        say(f"interrupted: resume with {_resume_command(job.id, settings)}")
         code = 130
     except SparsearchError as e:
         print_error(e.message, e.hint)
         code = 1
+        if storage.get_job(job.id).status == "interrupted":  # e.g. the Ray cluster was away
+            say(f"job {job.id} is interrupted; resume it with {_resume_command(job.id, settings)}")
     doc = job_document(storage, job.id)
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         print_front(doc)
     raise typer.Exit(code)
+
+
+def _resume_command(job_id: str, settings: Any) -> str:
+    return f"`sparsearch search --resume {job_id} --db {masked(settings.database_url)}`"
 
 
 def job_document(storage: Any, job_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparsearch.errors import SearchError, SpaceError, SparsearchError
+from sparsearch.errors import ClusterError, SearchError, SpaceError, SparsearchError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.search.ax_adapter import AxOptimizer, Candidate
 from sparsearch.search.pareto import Point, normalized_hypervolume, pareto_indices
@@ -153,6 +153,9 @@ class SearchDriver:
             return self.storage.get_job(self.job.id)
         except KeyboardInterrupt:
             self._abort(state, runner, "interrupted", "interrupted", None)
+            raise
+        except ClusterError as e:  # the environment, not the job: resumable once it is fixed
+            self._abort(state, runner, "interrupted", "interrupted", str(e))
             raise
         except SparsearchError as e:
             self._abort(state, runner, "failed", "job failed", str(e))
