@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 from sparsearch.datasets import BUILTIN_DATASETS
 from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
+from sparsearch.space.params import KERNEL_SIZES
 from sparsearch.storage.records import DATASET_ID_PATTERN, TrialInfo
 from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES
 
@@ -50,7 +51,9 @@ class SpaceIn(_Strict):
     """Overrides of the default search space; omitted fields keep their defaults."""
 
     max_blocks: Annotated[StrictInt, Field(ge=1, le=6)] | None = None
-    kernels: list[Literal[3, 5, 7]] | None = Field(default=None, min_length=1, max_length=3)
+    kernels: list[Literal[KERNEL_SIZES]] | None = Field(  # type: ignore[valid-type]
+        default=None, min_length=1, max_length=len(KERNEL_SIZES)
+    )
     channels: (
         tuple[Annotated[StrictInt, Field(ge=1, le=512)], Annotated[StrictInt, Field(ge=1, le=512)]]
         | None

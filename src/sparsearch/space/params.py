@@ -39,6 +39,10 @@ class ParamDef:
     ordered: bool = False
 
 
+#: Kernel sizes the builder and the estimator support.
+KERNEL_SIZES: tuple[int, ...] = (3, 5, 7)
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     """Bounds of the default SpArSe-style space (about 20-25 parameters).
@@ -48,7 +52,7 @@ class SpaceConfig:
     trained the small nets 5-10 points better than batch 32 from 1e-3."""
 
     max_blocks: int = 4
-    kernels: tuple[int, ...] = (3, 5, 7)
+    kernels: tuple[int, ...] = KERNEL_SIZES
     channels: tuple[int, int] = (4, 64)
     head_units: tuple[int, ...] = (0, 16, 32, 64)
     input_scales: tuple[float, ...] = (0.5, 0.75, 1.0)
@@ -67,6 +71,15 @@ class SpaceConfig:
             )
         if not 0.0 <= self.prune_level[0] <= self.prune_level[1] <= 0.95:
             raise ConfigError(f"prune_level must lie within [0, 0.95], got {self.prune_level}")
+        lo, hi = self.lr
+        if not 0.0 < lo < hi <= 1.0:
+            raise ConfigError(
+                f"lr bounds must satisfy 0 < low < high <= 1, got {list(self.lr)}",
+                "give [low, high] with low first, e.g. [0.002, 0.04] (searched on a log scale)",
+            )
+        _check_choices("kernels", self.kernels, lambda k: k in KERNEL_SIZES, str(KERNEL_SIZES))
+        _check_choices("head_units", self.head_units, lambda u: 0 <= u <= 1024, "0..1024")
+        _check_choices("input_scales", self.input_scales, lambda v: 0.0 < v <= 1.0, "(0, 1]")
         if not self.pruning_methods:
             raise ConfigError("pruning_methods is empty", f"allow at least {NO_PRUNING!r}")
         unknown = [m for m in self.pruning_methods if m not in PRUNING_CHOICES]
@@ -75,6 +88,19 @@ class SpaceConfig:
                 f"unknown pruning method {unknown[0]!r}",
                 f"choose among {', '.join(PRUNING_CHOICES)}",
             )
+
+
+def _check_choices(name: str, values: tuple[Any, ...], ok: Any, allowed: str) -> None:
+    """A choice list of the space: not empty, no repeats, every value within ``allowed``."""
+    if not values:
+        raise ConfigError(f"{name} is empty", f"list at least one value ({allowed})")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{name} repeats a value: {list(values)}", "list each value once")
+    bad = [v for v in values if isinstance(v, bool) or not ok(v)]
+    if bad:
+        raise ConfigError(
+            f"{name} value {bad[0]!r} is outside {allowed}", f"use values in {allowed}"
+        )
 
 
 def parameters(space: SpaceConfig) -> list[ParamDef]:
