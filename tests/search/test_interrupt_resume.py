@@ -38,11 +38,12 @@ def _with_default_sigint(args: list[str]) -> list[str]:
     return [sys.executable, "-c", reset, *args]
 
 
-def test_interrupt_then_resume(tmp_path, ray_address):
+def _search_until_a_trial_completes(tmp_path: Path, ray_address: str, seed: int):
+    """A CLI search of 5 trials, started and watched until its first trial completes."""
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     args = [
         SPARSEARCH, "search", "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
-        "--trials", "5", "--parallel", "2", "--epochs", "3", "--seed", "2",
+        "--trials", "5", "--parallel", "2", "--epochs", "3", "--seed", str(seed),
         "--db", db, "--artifacts", str(tmp_path / "artifacts"), "--json",
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -54,19 +55,42 @@ def test_interrupt_then_resume(tmp_path, ray_address):
     )
     storage = open_storage(db, tmp_path / "artifacts")
     deadline = time.monotonic() + 180
-    job_id = None
     while time.monotonic() < deadline:
         jobs = storage.list_jobs()
-        if jobs:
-            job_id = jobs[0].id
-            if storage.list_trials(job_id, status="completed"):
-                break
+        if jobs and storage.list_trials(jobs[0].id, status="completed"):
+            return proc, storage, db, jobs[0].id
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("no trial completed within 180 s")
+    proc.kill()
+    pytest.fail("no trial completed within 180 s")
 
+
+def _assert_stopped_gracefully(storage, job_id: str) -> list:
+    """The job is ``interrupted`` and nothing is left running: in-flight trials failed as
+    "interrupted"."""
+    assert storage.get_job(job_id).status == "interrupted"
+    trials = storage.list_trials(job_id)
+    assert not [t for t in trials if t.status in ("running", "queued")]
+    for t in trials:
+        if t.status == "failed":
+            assert t.error == "interrupted"
+    return trials
+
+
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, ray_address):
+    proc, storage, _, job_id = _search_until_a_trial_completes(tmp_path, ray_address, seed=3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "SIGTERM received" not in err and "PC: @" not in err, err
+    assert f"terminated (SIGTERM): resume with `sparsearch search --resume {job_id}" in err
+    assert json.loads(out)["status"] == "interrupted"
+    _assert_stopped_gracefully(storage, job_id)
+    storage.close()
+
+
+def test_interrupt_then_resume(tmp_path, ray_address):
+    proc, storage, db, job_id = _search_until_a_trial_completes(tmp_path, ray_address, seed=2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -75,13 +99,7 @@ def test_interrupt_then_resume(tmp_path, ray_address):
     doc = json.loads(out)
     assert doc["status"] == "interrupted"
 
-    job = storage.get_job(job_id)
-    assert job.status == "interrupted"
-    trials = storage.list_trials(job_id)
-    assert not [t for t in trials if t.status in ("running", "queued")]
-    for t in trials:
-        if t.status == "failed":
-            assert t.error == "interrupted"
+    trials = _assert_stopped_gracefully(storage, job_id)
     trained_before = sum(t.status in ("completed", "failed") for t in trials)
     snapshot = {t.index: (t.status, t.accuracy, t.params) for t in trials}
     assert 1 <= trained_before < 5

@@ -4,6 +4,7 @@ front (or the ``--json`` document scripts read)."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,13 @@ def search(
 
 
 def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) -> None:
-    """Drive ``job`` to its end with a progress bar; exit 130 on Ctrl-C, 1 on a failed job."""
+    """Drive ``job`` to its end with a progress bar; exit 130 on Ctrl-C, 143 on SIGTERM (both
+    leave the job ``interrupted``), 1 on a failed job."""
     from sparsearch.cli.render import SearchProgress
     from sparsearch.search.driver import SearchDriver
 
     code = 0
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with SearchProgress(err, job.config["budget"]["trials"]) as bar:
             SearchDriver(
@@ -107,20 +110,33 @@ def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) 
                 on_progress=bar.update,
                 data=data,
             ).run()
-    except KeyboardInterrupt:
-        say(f"interrupted: resume with {_resume_command(job.id, settings)}")
-        code = 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): a graceful stop
+        stopped = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        say(f"{stopped}: resume with {_resume_command(job.id, settings)}")
+        code = 143 if isinstance(e, Terminated) else 130
     except SparsearchError as e:
         print_error(e.message, e.hint)
         code = 1
         if storage.get_job(job.id).status == "interrupted":  # e.g. the Ray cluster was away
             say(f"job {job.id} is interrupted; resume it with {_resume_command(job.id, settings)}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     doc = job_document(storage, job.id)
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         print_front(doc)
     raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a running search: stopped as Ctrl-C stops it (the job ``interrupted``, its
+    in-flight trials ``failed`` "interrupted"), exit status 143."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a second SIGTERM must not cut it
+    raise Terminated
 
 
 def _resume_command(job_id: str, settings: Any) -> str:

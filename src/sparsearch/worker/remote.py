@@ -5,16 +5,18 @@ Only this module (and the driver that calls it) knows about Ray; ``run_trial`` s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,29 @@ def init_ray(address: str = "", *, num_cpus: int | None = None, object_store_mb:
         "configure_logging": True,
         "logging_level": logging.INFO,
     }
+    with _keeping_signal_handlers():
+        _init(ray, address, num_cpus, object_store_mb, kwargs)
+    return True
+
+
+@contextlib.contextmanager
+def _keeping_signal_handlers() -> Iterator[None]:
+    """ray.init installs its own SIGTERM handling (a Python ``sys.exit`` and, in its C++ core,
+    a crash-dump handler that prints ``*** SIGTERM received … PC: @``): the process that calls
+    it decides what SIGTERM and SIGINT mean, so their handlers are put back afterwards."""
+    names = ("SIGTERM", "SIGINT")
+    saved = {n: signal.getsignal(getattr(signal, n)) for n in names}
+    try:
+        yield
+    finally:
+        for name, handler in saved.items():
+            if handler is None:  # installed from C, not Python: nothing to put back
+                continue
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
+                signal.signal(getattr(signal, name), handler)
+
+
+def _init(ray: Any, address: str, num_cpus: int | None, store_mb: int, kwargs: dict) -> None:
     if address:
         check_cluster(address)
         try:
@@ -73,8 +98,7 @@ def init_ray(address: str = "", *, num_cpus: int | None = None, object_store_mb:
                 "`sparsearch --debug` shows Ray's own error",
             ) from None
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_mb * 2**20, **kwargs)
-    return True
+        ray.init(num_cpus=num_cpus, object_store_memory=store_mb * 2**20, **kwargs)
 
 
 # -- checking a cluster before ray.init --------------------------------------------------------
