@@ -11,7 +11,12 @@ from typing import Any
 
 from sparsearch.errors import ConfigError
 from sparsearch.space.params import SpaceConfig
-from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES, PRUNING_METHODS
+from sparsearch.vocabulary import (
+    FLASH_ACCOUNTINGS,
+    PRUNING_CHOICES,
+    PRUNING_METHODS,
+    STRUCTURED_METHODS,
+)
 
 # The product's caps on a job, wherever it is created (CLI, API, a script). A server may set a
 # lower trial budget per job (``SPARSEARCH_MAX_TRIALS``, a policy of that deployment); the
@@ -79,13 +84,7 @@ def default_space(flash_accounting: str) -> SpaceConfig:
     (they cannot shrink a dense model)."""
     if flash_accounting == "sparse":
         return SpaceConfig(pruning_methods=PRUNING_CHOICES)
-    return SpaceConfig(
-        pruning_methods=tuple(m for m in PRUNING_CHOICES if m not in _unstructured())
-    )
-
-
-def _unstructured() -> frozenset[str]:
-    return frozenset(m.name for m in PRUNING_METHODS.values() if not m.structured)
+    return SpaceConfig()  # no pruning and the structured methods
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,11 @@ class JobConfig:
             or not 0 <= self.seed < 2**31
         ):
             raise ConfigError(f"seed must be an integer in [0, 2**31), got {self.seed!r}")
-        unstructured = [m for m in self.space.pruning_methods if m in _unstructured()]
+        unstructured = [
+            m
+            for m in self.space.pruning_methods
+            if m in PRUNING_METHODS and m not in STRUCTURED_METHODS
+        ]
         if unstructured and self.flash_accounting != "sparse":
             raise ConfigError(
                 f"{unstructured[0]} pruning (unstructured) cannot shrink dense flash",

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sparsearch.api.schemas import Problem
 from sparsearch.config import Settings
 from sparsearch.errors import StorageError
 
@@ -132,7 +133,7 @@ def unauthorized_detail(token: str) -> str:
 
 
 def _problem(status: int, detail: str, hint: str | None = None) -> JSONResponse:
-    body = {"detail": detail, **({"hint": hint} if hint else {})}
+    body = Problem(detail=detail, hint=hint).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status)
 
 

@@ -47,17 +47,16 @@ def front_trial(trial: Any, flash_accounting: str) -> dict[str, Any]:
     """A front trial's document (``FrontTrialPublic``): the trial's fields as stored, then the
     job's flash accounting and the flash its limit applies to. Values are the record's own
     (datetimes unconverted): for orjson on the hot path; ``front_trial_json`` for plain JSON."""
-    return {
-        **vars(trial),
-        "flash_accounting": flash_accounting,
-        "accounted_flash_bytes": getattr(trial, accounted_flash_field(flash_accounting)),
-    }
+    return {**vars(trial), **_accounted(trial, flash_accounting)}
 
 
 def front_trial_json(trial: Any, flash_accounting: str) -> dict[str, Any]:
     """``front_trial`` as JSON-safe values (``TrialInfo.to_json`` plus the two fields)."""
+    return {**trial.to_json(), **_accounted(trial, flash_accounting)}
+
+
+def _accounted(trial: Any, flash_accounting: str) -> dict[str, Any]:
     return {
-        **trial.to_json(),
         "flash_accounting": flash_accounting,
         "accounted_flash_bytes": getattr(trial, accounted_flash_field(flash_accounting)),
     }

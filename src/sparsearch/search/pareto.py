@@ -4,23 +4,14 @@ Objectives are mapped to [0, 1] so that larger is better and the numbers compare
 accuracy as (acc - chance) / (1 - chance), flash as 1 - flash/limit, RAM as 1 - ram/limit;
 the reference point is the origin (chance accuracy, flash = limit, RAM = limit).
 
-"Flash" is the job's *accounted* flash (``accounted_flash_field``): the dense flatbuffer size,
-or the non-zero weights under ``flash_accounting: sparse``. This module imports nothing
-heavy at import time.
+"Flash" is the job's *accounted* flash (``vocabulary.accounted_flash_field``): the dense
+flatbuffer size, or the non-zero weights under ``flash_accounting: sparse``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-# The accounted flash is the product's vocabulary; re-exported for this module's callers.
-from sparsearch.vocabulary import (  # noqa: E402, F401
-    ACCOUNTED_FLASH_FIELDS,
-    accounted_flash,
-    accounted_flash_field,
-    flash_accounting_of,
-)
 
 
 @dataclass(frozen=True)

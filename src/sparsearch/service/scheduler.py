@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 #: Seconds between attempts to join a Ray cluster that is unreachable or refuses the scheduler.
 CLUSTER_RETRY_SECONDS = 15.0
 
-#: Job statuses a scheduler picks up: new jobs, and jobs a stopped scheduler left behind.
-
 
 def _log_progress(p: Any) -> None:
     """One log line per driver event, with the job and (if any) the trial as fields."""
