@@ -20,8 +20,8 @@ from sparsearch.storage import (
 CONTRACT_TRIAL_KEYS = {
     "index", "status", "params", "accuracy", "test_accuracy", "flash_bytes", "ram_bytes",
     "activation_bytes", "macs", "nnz_flash_bytes", "param_count", "feasible", "pareto",
-    "pruning", "generator", "gen_seconds", "train_seconds", "error", "worker_pid", "worker_host",
-    "worker_node",
+    "charged", "pruning", "generator", "gen_seconds", "train_seconds", "error", "worker_pid",
+    "worker_host", "worker_node",
 }  # fmt: skip
 
 

@@ -8,8 +8,9 @@ scheduler from a dead one.
 
 Stopping: SIGTERM or SIGINT (when ``run_forever`` runs in the main thread) raises
 KeyboardInterrupt in the driver, which leaves the running job ``interrupted`` with its in-flight
-trials failed ("interrupted"); a later scheduler resumes it. Setting the ``stop`` event does the
-same at the driver's next check (within about a second, or after the optimizer's current ask).
+trials failed ("interrupted", not charged: they count against no budget); a later scheduler
+resumes it. Setting the ``stop`` event does the same at the driver's next check (within about a
+second, or after the optimizer's current ask).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class Scheduler:
             # SystemExit: Ray's own SIGTERM handler, live for a moment while ray.init runs.
             self._job_id = None  # a second signal must not interrupt the clean-up
             self._stop.set()
-            self._leave(job.id, "interrupted", "interrupted", None)
+            # A graceful stop: the trials it cuts short count against no budget.
+            self._leave(job.id, "interrupted", "interrupted", None, charged=False)
             log.info("job %s interrupted", job.id, extra={"job_id": job.id})
             if isinstance(e, SystemExit):
                 raise KeyboardInterrupt from e
@@ -266,13 +268,23 @@ class Scheduler:
             return "cancelled"
         return "interrupted" if self._stop.is_set() else None
 
-    def _leave(self, job_id: str, status: str, trial_reason: str, error: str | None) -> None:
+    def _leave(
+        self,
+        job_id: str,
+        status: str,
+        trial_reason: str,
+        error: str | None,
+        *,
+        charged: bool = True,
+    ) -> None:
         """Make sure a job this scheduler claimed does not stay ``running`` when it lets go
-        (the driver records its own end state; this covers failures before its loop starts)."""
+        (the driver records its own end state; this covers failures before its loop starts).
+        ``charged``: whether the trials it fails count against the budget (False for a
+        graceful stop)."""
         try:
             # Only while the job is still ours: after a takeover its rows are the new owner's.
             if self.id is not None and self.storage.holds_job(job_id, self.id):
-                self.storage.fail_unfinished_trials(job_id, trial_reason)
+                self.storage.fail_unfinished_trials(job_id, trial_reason, charged=charged)
                 self.storage.set_job_status(job_id, status, error=error)
         except SparsearchError:
             log.exception("could not record the end state of job %s", job_id)

@@ -128,6 +128,7 @@ def job_info(row: Job) -> JobInfo:
         cancel_requested=bool(row.cancel_requested),
         scheduler_id=row.scheduler_id,
         heartbeat_at=row.heartbeat_at,
+        screened=int(row.screened or 0),
     )
 
 
@@ -164,6 +165,7 @@ def trial_info(row: Trial) -> TrialInfo:
         param_count=row.param_count,
         feasible=bool(row.feasible),
         pareto=bool(row.pareto),
+        charged=bool(row.charged),
         pruning=row.pruning,
         effective_spec=row.effective_spec,
         error=row.error,

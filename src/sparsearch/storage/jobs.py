@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..vocabulary import (
     ACTIVE_JOB_STATUSES,
+    BUDGET_TRIAL_STATUSES,
     CANCELLABLE_AT_ONCE,
     FINISHED_JOB_STATUSES,
     UNFINISHED_JOB_STATUSES,
@@ -23,7 +24,7 @@ from ..vocabulary import (
 from . import _convert as cv
 from ._base import StorageBase
 from ._session import job_row
-from .models import Job, Trial, utcnow
+from .models import Job, JobClaim, Trial, utcnow
 from .queries import job_order
 from .records import ConflictError, JobInfo, check_job_status
 
@@ -37,9 +38,14 @@ class JobsMixin(StorageBase):
         job_id: str | None = None,
         owner: str = "local",
         max_active: int | None = None,
+        scheduler_id: str | None = None,
     ) -> JobInfo:
         """A new queued job. ValueError for a bad id, owner or non-JSON config;
         ConflictError if ``job_id`` exists.
+
+        ``scheduler_id``: the job is created ``running`` under that holder instead, with a
+        heartbeat and its first claim recorded (a local ``sparsearch search`` runs the job it
+        creates: no scheduler may claim it first).
 
         ``max_active``: the owner's quota of unfinished jobs; a ``QuotaError`` (a
         ConflictError) when the owner already has that many. Counting and inserting are one
@@ -62,6 +68,18 @@ class JobsMixin(StorageBase):
                         "wait for one to finish or cancel one",
                     )
             row = Job(id=job_id, status="queued", dataset=str(dataset), config=config, owner=owner)
+            if scheduler_id is not None:
+                now = utcnow()
+                row.status, row.started_at = "running", now
+                row.scheduler_id, row.heartbeat_at = scheduler_id, now
+                s.add(
+                    JobClaim(
+                        job_id=job_id,
+                        scheduler_id=scheduler_id,
+                        previous_status="queued",
+                        claimed_at=now,
+                    )
+                )
             s.add(row)
             s.flush()
             return cv.job_info(row)
@@ -116,12 +134,24 @@ class JobsMixin(StorageBase):
             return cv.job_info(row)
 
     def update_job_summary(
-        self, job_id: str, *, hypervolume: float | None, best_accuracy: float | None
+        self,
+        job_id: str,
+        *,
+        hypervolume: float | None,
+        best_accuracy: float | None,
+        screened: int | None = None,
     ) -> JobInfo:
+        """Set the job's front summary; ``screened`` (candidates the screen rejected by
+        estimate, a running total) is kept when None."""
+        count = cv.int_or_none("screened", screened)
+        if count is not None and count < 0:
+            raise ValueError(f"screened must be >= 0, not {count}")
         with self._tx("updating a job summary") as s:
             row = job_row(s, job_id)
             row.hypervolume = cv.float_or_none("hypervolume", hypervolume)
             row.best_accuracy = cv.float_or_none("best_accuracy", best_accuracy)
+            if count is not None:
+                row.screened = count
             row.updated_at = utcnow()
             s.flush()
             return cv.job_info(row)
@@ -171,19 +201,23 @@ class JobsMixin(StorageBase):
 
     def trial_counts(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per job id, its number of trials by status (``{}`` for a job without trials or an
-        unknown id)."""
+        unknown id), in one query. ``completed`` and ``failed`` count charged trials only, so
+        their sum is what counts against the budget; completed or failed trials that are not
+        charged (cut short by a graceful stop) are counted as ``uncharged`` instead (the key
+        is there only when there are some)."""
         ids = list(dict.fromkeys(job_ids))
         counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
         if not ids:
             return counts
         query = (
-            select(Trial.job_id, Trial.status, func.count())
+            select(Trial.job_id, Trial.status, Trial.charged, func.count())
             .where(Trial.job_id.in_(ids))
-            .group_by(Trial.job_id, Trial.status)
+            .group_by(Trial.job_id, Trial.status, Trial.charged)
         )
         with self._tx("counting trials") as s:
-            for job_id, status, n in s.execute(query):
-                counts[job_id][status] = int(n)
+            for job_id, status, charged, n in s.execute(query):
+                key = status if charged or status not in BUDGET_TRIAL_STATUSES else "uncharged"
+                counts[job_id][key] = counts[job_id].get(key, 0) + int(n)
         return counts
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -89,6 +90,8 @@ class Job(Base):
     # The scheduler that claimed the job last, and its last sign of life for this job.
     scheduler_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None]
+    # Candidates the job's screen rejected by estimate (never stored as trials).
+    screened: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Trial(Base):
@@ -118,6 +121,9 @@ class Trial(Base):
     param_count: Mapped[int | None] = mapped_column(BigInteger)
     feasible: Mapped[bool] = mapped_column(Boolean)
     pareto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Counts against the job's budget once completed or failed; false for trials a graceful
+    # stop cut short.
+    charged: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     pruning: Mapped[dict[str, Any]]
     effective_spec: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -181,11 +187,13 @@ class Token(Base):
 
 
 class Scheduler(Base):
-    """A scheduler process and its heartbeat (the API reports whether one is alive)."""
+    """A process that holds jobs and its heartbeat: a scheduler (the API reports whether one is
+    alive) or a local ``sparsearch search`` (``kind`` "cli")."""
 
     __tablename__ = "schedulers"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="scheduler", server_default="scheduler")
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

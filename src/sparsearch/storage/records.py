@@ -12,13 +12,22 @@ from ..errors import StorageError
 from ..vocabulary import (
     ARTIFACT_KINDS,
     BUDGET_TRIAL_STATUSES,
+    DEFAULT_STRATEGY,
     FINISHED_JOB_STATUSES,
+    FINISHED_TRIAL_STATUSES,
     JOB_STATUSES,
     TRIAL_STATUSES,
 )
 
 #: What ``scheduler_state`` reports.
 SCHEDULER_STATES: tuple[str, ...] = ("running", "stale", "none")
+#: Trial statuses of trials still in flight (what ``fail_unfinished_trials`` fails).
+UNFINISHED_TRIAL_STATUSES: tuple[str, ...] = tuple(
+    s for s in TRIAL_STATUSES if s not in FINISHED_TRIAL_STATUSES
+)
+#: Kinds of process that hold (claim, run, heartbeat) jobs: a scheduler, or a local
+#: ``sparsearch search`` run (only schedulers count for ``scheduler_state``).
+HOLDER_KINDS: tuple[str, ...] = ("scheduler", "cli")
 
 #: Integer resource numbers of a trial (estimates before training, measured values after).
 ESTIMATE_KEYS: tuple[str, ...] = (
@@ -91,10 +100,17 @@ class JobInfo:
     #: The scheduler that claimed the job last and its last heartbeat for it.
     scheduler_id: str | None = None
     heartbeat_at: datetime | None = None
+    #: Candidates the job's screen rejected by estimate (never stored as trials).
+    screened: int = 0
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_JOB_STATUSES
+
+    @property
+    def strategy(self) -> str:
+        """The job's search strategy (jobs stored before strategies existed ran ``bo``)."""
+        return str(self.config.get("strategy", DEFAULT_STRATEGY))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +127,8 @@ class JobInfo:
             "finished_at": _iso(self.finished_at),
             "owner": self.owner,
             "cancel_requested": self.cancel_requested,
+            "strategy": self.strategy,
+            "screened": self.screened,
         }
 
 
@@ -135,6 +153,12 @@ class TrialInfo:
     param_count: int | None
     feasible: bool
     pareto: bool
+    charged: bool = field(
+        metadata={
+            "doc": "Whether the trial counts against the job's budget once completed or failed "
+            "(false: cut short by a graceful stop, recorded but not counted)"
+        }
+    )
     pruning: dict[str, Any] = field(repr=False)
     effective_spec: dict[str, Any] | None = field(repr=False)
     error: str | None
@@ -146,8 +170,9 @@ class TrialInfo:
 
     @property
     def trained(self) -> bool:
-        """Whether the trial counts against the job's budget."""
-        return self.status in BUDGET_TRIAL_STATUSES
+        """Whether the trial counts against the job's budget: completed or failed, and charged
+        (a trial a graceful stop cut short is failed but not charged)."""
+        return self.status in BUDGET_TRIAL_STATUSES and self.charged
 
     def to_json(self) -> dict[str, Any]:
         """The trial's JSON (CLI ``--json``, the API): every field, in order, dates in ISO 8601.

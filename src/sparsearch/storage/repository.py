@@ -37,7 +37,7 @@ from .queries import (
     trial_order,
     trial_page_query,
 )
-from .records import ArtifactInfo, TrialInfo, check_trial_status
+from .records import UNFINISHED_TRIAL_STATUSES, ArtifactInfo, TrialInfo, check_trial_status
 from .schedulers import SchedulersMixin
 from .stats import StatsMixin
 from .tokens import TokensMixin
@@ -79,7 +79,10 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         feasible: bool,
         pruning: dict[str, Any],
         error: str | None = None,
+        charged: bool = True,
     ) -> TrialInfo:
+        """Store a new trial. ``charged``: whether it counts against the job's budget once
+        completed or failed (``TrialInfo.trained``)."""
         index = cv.check_index(index)
         check_trial_status(status)
         row = Trial(
@@ -91,6 +94,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
             gen_seconds=cv.float_or_none("gen_seconds", gen_seconds),
             feasible=bool(feasible),
             pareto=False,
+            charged=bool(charged),
             pruning=cv.check_json("pruning", pruning),
             error=error,
             finished_at=utcnow() if status in FINISHED_TRIAL_STATUSES else None,
@@ -118,12 +122,14 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         worker_node: str | None = None,
         effective_spec: dict[str, Any] | None = None,
         artifacts: dict[str, bytes] | None = None,
+        charged: bool | None = None,
     ) -> TrialInfo:
         """Record a trial's outcome and its artifact files, all or nothing.
 
         ``metrics`` may hold accuracy, test_accuracy and any estimate key (overwritten by the
-        measured value). Arguments left at None keep the stored value. Artifacts of a kind
-        already stored are replaced.
+        measured value). Arguments left at None keep the stored value (``charged`` too: False
+        for a trial a graceful stop cut short, which then does not count against the budget).
+        Artifacts of a kind already stored are replaced.
         """
         check_trial_status(status)
         values = cv.metric_values(metrics)
@@ -144,6 +150,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                     setattr(row, key, value)
                 optional = {
                     "feasible": None if feasible is None else bool(feasible),
+                    "charged": None if charged is None else bool(charged),
                     "error": error,
                     "train_seconds": cv.float_or_none("train_seconds", train_seconds),
                     "worker_pid": worker_pid,
@@ -178,14 +185,20 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         self._files.discard_backups(staged)
         return info
 
-    def fail_unfinished_trials(self, job_id: str, reason: str) -> int:
-        """Mark the job's queued/running trials failed with ``reason``; return how many."""
+    def fail_unfinished_trials(self, job_id: str, reason: str, *, charged: bool = True) -> int:
+        """Mark the job's queued/running trials failed with ``reason``; return how many.
+
+        ``charged``: whether they count against the job's budget. A graceful stop (Ctrl-C,
+        SIGTERM, a scheduler shutting down) passes False: the trials were cut short on
+        purpose and a resume trains others in their place. Trials lost to a crash (a stale
+        holder, the driver's own start-of-run clean-up) stay charged, so a trial that crashes
+        its worker cannot be retried without end."""
         with self._tx("failing unfinished trials") as s:
             job_row(s, job_id)
             result = s.execute(
                 update(Trial)
-                .where(Trial.job_id == job_id, Trial.status.in_(("queued", "running")))
-                .values(status="failed", error=reason, finished_at=utcnow())
+                .where(Trial.job_id == job_id, Trial.status.in_(UNFINISHED_TRIAL_STATUSES))
+                .values(status="failed", error=reason, finished_at=utcnow(), charged=bool(charged))
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)

@@ -13,9 +13,18 @@ from typing import Literal
 
 from sqlalchemy import case, func, select
 
-from ..vocabulary import JOB_STATUSES, TRIAL_STATUSES
+from ..vocabulary import (
+    BUDGET_TRIAL_STATUSES,
+    DEFAULT_STRATEGY,
+    JOB_STATUSES,
+    STRATEGIES,
+    TRIAL_STATUSES,
+)
 from ._base import StorageBase
 from .models import Job, Trial
+
+#: A job's strategy read from its JSON config (NULL for jobs stored before strategies: ``bo``).
+JOB_STRATEGY = func.coalesce(Job.config["strategy"].as_string(), DEFAULT_STRATEGY)
 
 #: Trial columns :meth:`StatsMixin.trial_seconds` can summarise.
 SECONDS_COLUMNS: dict[str, object] = {
@@ -31,6 +40,36 @@ class StatsMixin(StorageBase):
         with self._tx("counting jobs by status") as s:
             found = {status: int(n) for status, n in s.execute(query)}
         return {status: found.get(status, 0) for status in JOB_STATUSES}
+
+    def job_strategy_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs per ``(status, strategy)``, every pair of ``JOB_STATUSES`` x ``STRATEGIES``
+        present (0 when none)."""
+        query = select(Job.status, JOB_STRATEGY, func.count()).group_by(Job.status, JOB_STRATEGY)
+        with self._tx("counting jobs by status and strategy") as s:
+            found = {(status, str(strategy)): int(n) for status, strategy, n in s.execute(query)}
+        counts = {(status, name): 0 for status in JOB_STATUSES for name in STRATEGIES}
+        return counts | found
+
+    def screened_counts(self) -> dict[str, int]:
+        """Candidates the jobs' screens rejected by estimate, summed per strategy (every
+        strategy of ``STRATEGIES`` present)."""
+        query = select(JOB_STRATEGY, func.coalesce(func.sum(Job.screened), 0)).group_by(
+            JOB_STRATEGY
+        )
+        with self._tx("counting screened candidates") as s:
+            found = {str(strategy): int(n) for strategy, n in s.execute(query)}
+        return dict.fromkeys(STRATEGIES, 0) | found
+
+    def uncharged_trial_count(self) -> int:
+        """Completed or failed trials that are not charged (cut short by a graceful stop: they
+        count against no budget), all jobs."""
+        query = (
+            select(func.count())
+            .select_from(Trial)
+            .where(Trial.status.in_(BUDGET_TRIAL_STATUSES), Trial.charged.is_(False))
+        )
+        with self._tx("counting uncharged trials") as s:
+            return int(s.scalar(query) or 0)
 
     def trial_status_counts(self) -> dict[str, int]:
         """Trials per status (all jobs), every status of ``TRIAL_STATUSES`` present."""
