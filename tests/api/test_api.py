@@ -12,6 +12,8 @@ import io
 import pytest
 from api_helpers import JOB_BODY, MAX_TRIALS, seed_job
 
+from sparsearch.vocabulary import STRATEGIES
+
 
 def _body(**changes):
     """JOB_BODY with nested changes: _body(limits__flash_bytes=0)."""
@@ -76,7 +78,10 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
         "running": 0,
         "failed": 0,
         "infeasible": 0,
+        "uncharged": 0,
+        "screened": 0,
     }
+    assert job["strategy"] == "bo"  # the default
     got = client.get(job["id"].join(["/v1/jobs/", ""]), headers=alice).json()
     assert got["id"] == job["id"] and got["created_at"] == job["created_at"]
 
@@ -108,8 +113,64 @@ def test_job_progress_counts_trials(client, alice, alice_job):
         "running": 0,
         "failed": 0,
         "infeasible": 1,
+        "uncharged": 0,
+        "screened": 0,
     }
     assert job["best_accuracy"] == 0.95 and job["hypervolume"] == 0.5
+
+
+def test_progress_counts_charged_trials_and_screened_candidates(client, alice, storage):
+    """The budget counts charged trials: those a graceful stop cut short are failed and shown
+    as uncharged, not trained; a crash's lost trials are failed and trained."""
+    r = client.post("/v1/jobs", json=_body(budget__trials=5), headers=alice)
+    job = r.json()["id"]
+    common = dict(
+        params={"n_blocks": 1}, generator="random:design", gen_seconds=0.1,
+        estimates={"flash_bytes": 1000, "ram_bytes": 1000}, feasible=True,
+        pruning={"method": "none", "level": 0.0},
+    )  # fmt: skip
+    storage.add_trial(job, 0, status="running", **common)
+    storage.finish_trial(job, 0, status="completed", metrics={"accuracy": 0.9})
+    storage.add_trial(job, 1, status="running", **common)
+    storage.add_trial(job, 2, status="running", **common)
+    storage.fail_unfinished_trials(job, "interrupted", charged=False)  # a graceful stop
+    storage.add_trial(job, 3, status="running", **common)
+    storage.fail_unfinished_trials(job, "scheduler lost")  # a crash: charged
+    storage.add_trial(job, 4, status="running", **common)
+    storage.update_job_summary(job, hypervolume=0.1, best_accuracy=0.9, screened=42)
+    progress = client.get(f"/v1/jobs/{job}", headers=alice).json()["progress"]
+    assert progress == {
+        "budget": 5,
+        "trained": 2,
+        "completed": 1,
+        "running": 1,
+        "failed": 1,
+        "infeasible": 0,
+        "uncharged": 2,
+        "screened": 42,
+    }
+    listed = client.get("/v1/jobs", headers=alice).json()["data"]
+    assert listed[0]["progress"] == progress
+    trials = client.get(f"/v1/jobs/{job}/trials", headers=alice).json()["data"]
+    assert [t["charged"] for t in trials] == [True, False, False, True, True]
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_strategy_is_stored_and_shown(client, alice, storage, strategy):
+    r = client.post("/v1/jobs", json=_body(strategy=strategy), headers=alice)
+    assert r.status_code == 201, r.text
+    assert r.json()["strategy"] == strategy
+    job = storage.get_job(r.json()["id"])
+    assert job.config["strategy"] == strategy and job.to_json()["strategy"] == strategy
+    assert client.get(f"/v1/jobs/{job.id}", headers=alice).json()["strategy"] == strategy
+
+
+def test_an_unknown_strategy_is_422_listing_the_choices(client, alice, storage):
+    r = client.post("/v1/jobs", json=_body(strategy="annealing"), headers=alice)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("strategy:") and all(f"'{s}'" in detail for s in STRATEGIES)
+    assert storage.count_jobs() == 0
 
 
 def test_list_jobs_pages_filters_and_counts(client, alice, storage):

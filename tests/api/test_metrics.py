@@ -14,11 +14,14 @@ from sparsearch.api.app import create_app
 from sparsearch.api.metrics import GEN_SECONDS_BUCKETS, TRAIN_SECONDS_BUCKETS
 from sparsearch.errors import StorageError
 from sparsearch.storage import JOB_STATUSES, TRIAL_STATUSES
+from sparsearch.vocabulary import STRATEGIES
 
 FAMILIES = {
     "sparsearch_database_up",
     "sparsearch_jobs",
+    "sparsearch_candidates_screened",
     "sparsearch_trials",
+    "sparsearch_trials_uncharged",
     "sparsearch_trial_train_seconds",
     "sparsearch_candidate_generation_seconds",
     "sparsearch_http_request_duration_seconds",
@@ -37,7 +40,16 @@ def scrape(client) -> dict[str, Any]:
 
 
 def by_label(samples, sample_name: str, label: str) -> dict[str, float]:
-    return {lbl[label]: v for name, lbl, v in samples if name == sample_name}
+    """Values summed by one label (the others are summed over)."""
+    sums: Counter = Counter()
+    for name, lbl, v in samples:
+        if name == sample_name:
+            sums[lbl[label]] += v
+    return dict(sums)
+
+
+def by_labels(samples, sample_name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    return {tuple(lbl[x] for x in labels): v for name, lbl, v in samples if name == sample_name}
 
 
 def histogram(samples, name: str) -> tuple[dict[str, float], float, float]:
@@ -89,8 +101,14 @@ def _seed_more(storage) -> list[str]:
     )
     cancelled = storage.create_job(dataset="digits", config=cfg.to_dict(), owner="carol")
     storage.request_cancel(cancelled.id)
-    storage.create_job(dataset="digits", config=cfg.to_dict(), owner="dave")  # queued
-    return [*ids, job.id, cancelled.id]
+    storage.add_trial(job.id, 4, status="failed", gen_seconds=None, charged=False, **common)
+    storage.update_job_summary(job.id, hypervolume=None, best_accuracy=None, screened=4)
+    other = JobConfig.create(
+        dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=3, strategy="random"
+    )
+    queued = storage.create_job(dataset="digits", config=other.to_dict(), owner="dave")
+    storage.update_job_summary(queued.id, hypervolume=None, best_accuracy=None, screened=7)
+    return [*ids, job.id, cancelled.id, queued.id]
 
 
 def test_metrics_is_prometheus_text_without_a_token(client):
@@ -99,8 +117,8 @@ def test_metrics_is_prometheus_text_without_a_token(client):
     assert r.headers["content-type"].startswith("text/plain")
     families = scrape(client)
     assert set(families) >= FAMILIES
-    assert by_label(families["sparsearch_jobs"], "sparsearch_jobs", "status") == {
-        s: 0.0 for s in JOB_STATUSES
+    assert by_labels(families["sparsearch_jobs"], "sparsearch_jobs", "status", "strategy") == {
+        (s, name): 0.0 for s in JOB_STATUSES for name in STRATEGIES
     }
     assert by_label(families["sparsearch_trials"], "sparsearch_trials", "status") == {
         s: 0.0 for s in TRIAL_STATUSES
@@ -118,6 +136,15 @@ def test_gauges_and_histograms_equal_what_is_stored(client, storage):
     expected_jobs = {s: 0.0 for s in JOB_STATUSES} | Counter(j.status for j in jobs)
     assert by_label(families["sparsearch_jobs"], "sparsearch_jobs", "status") == expected_jobs
     assert expected_jobs["completed"] == 2 and expected_jobs["cancelled"] == 1
+    pairs = {(s, name): 0.0 for s in JOB_STATUSES for name in STRATEGIES}
+    pairs |= Counter((j.status, j.strategy) for j in jobs)
+    assert by_labels(families["sparsearch_jobs"], "sparsearch_jobs", "status", "strategy") == pairs
+    assert pairs[("queued", "random")] == 1 and pairs[("queued", "bo")] == 0
+    screened = by_label(
+        families["sparsearch_candidates_screened"], "sparsearch_candidates_screened", "strategy"
+    )
+    assert screened == dict.fromkeys(STRATEGIES, 0.0) | {"bo": 4.0, "random": 7.0}
+    assert families["sparsearch_trials_uncharged"] == [("sparsearch_trials_uncharged", {}, 1.0)]
     expected_trials = {s: 0.0 for s in TRIAL_STATUSES} | Counter(t.status for t in trials)
     assert by_label(families["sparsearch_trials"], "sparsearch_trials", "status") == (
         expected_trials

@@ -3,8 +3,8 @@ latency of this process's requests.
 
 Every app gets its own ``CollectorRegistry`` (never prometheus_client's global one), so many
 apps in one process (tests) do not collide. Labels are bounded and carry no owner data: job
-and trial statuses, HTTP method, status code and the *route template* (``/v1/jobs/{job_id}``,
-never the raw path; anything no route matches is ``unmatched``).
+and trial statuses, search strategy names, HTTP method, status code and the *route template*
+(``/v1/jobs/{job_id}``, never the raw path; anything no route matches is ``unmatched``).
 
 Jobs and trials are counted from the database, not in memory: trials are generated and
 trained in scheduler processes, so the database is the only place every process agrees on.
@@ -81,16 +81,32 @@ class StorageCollector(Collector):
 
     def _families(self) -> Iterator[Metric]:
         st = self._storage
-        jobs = GaugeMetricFamily("sparsearch_jobs", "Jobs by status", labels=["status"])
-        for status, n in st.job_status_counts().items():
-            jobs.add_metric([status], n)
+        jobs = GaugeMetricFamily(
+            "sparsearch_jobs", "Jobs by status and search strategy", labels=["status", "strategy"]
+        )
+        for (status, strategy), n in st.job_strategy_counts().items():
+            jobs.add_metric([status, strategy], n)
         yield jobs
+        screened = GaugeMetricFamily(
+            "sparsearch_candidates_screened",
+            "Candidates rejected by estimate before being stored as trials, summed over the "
+            "jobs of each search strategy",
+            labels=["strategy"],
+        )
+        for strategy, n in st.screened_counts().items():
+            screened.add_metric([strategy], n)
+        yield screened
         trials = GaugeMetricFamily(
             "sparsearch_trials", "Trials of all jobs by status", labels=["status"]
         )
         for status, n in st.trial_status_counts().items():
             trials.add_metric([status], n)
         yield trials
+        yield GaugeMetricFamily(
+            "sparsearch_trials_uncharged",
+            "Trials of all jobs cut short by a graceful stop: failed, counted against no budget",
+            value=st.uncharged_trial_count(),
+        )
         yield _histogram(
             st,
             "train_seconds",

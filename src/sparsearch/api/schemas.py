@@ -16,13 +16,14 @@ from sparsearch.datasets import BUILTIN_DATASETS
 from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
 from sparsearch.space.params import KERNEL_SIZES
 from sparsearch.storage.records import DATASET_ID_PATTERN, TrialInfo
-from sparsearch.vocabulary import FLASH_ACCOUNTINGS, PRUNING_CHOICES
+from sparsearch.vocabulary import DEFAULT_STRATEGY, FLASH_ACCOUNTINGS, PRUNING_CHOICES, STRATEGIES
 
 T = TypeVar("T")
 
 PruningName = Literal[PRUNING_CHOICES]  # type: ignore[valid-type]
 FlashAccounting = Literal[FLASH_ACCOUNTINGS]  # type: ignore[valid-type]
 BuiltinDataset = Literal[BUILTIN_DATASETS]  # type: ignore[valid-type]
+Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 
 Bytes = Annotated[StrictInt, Field(ge=1, le=MAX_BYTES)]
 
@@ -92,15 +93,28 @@ class JobCreate(_Strict):
         "methods; sparse accounting adds the unstructured ones)",
     )
     space: SpaceIn | None = None
+    strategy: Strategy = Field(
+        default=DEFAULT_STRATEGY,
+        description="How candidates are proposed: "
+        + "; ".join(f"`{s.name}`: {s.description}" for s in STRATEGIES.values()),
+    )
 
 
 class Progress(BaseModel):
     budget: int
-    trained: int
+    trained: int = Field(
+        description="Trials counted against the budget: charged completed + failed"
+    )
     completed: int
     running: int
-    failed: int
+    failed: int = Field(description="Charged failed trials")
     infeasible: int
+    uncharged: int = Field(
+        description="Trials cut short by a graceful stop (failed, not counted against the budget)"
+    )
+    screened: int = Field(
+        description="Candidates rejected by estimate before being stored as trials"
+    )
 
 
 class JobPublic(BaseModel):
@@ -112,6 +126,7 @@ class JobPublic(BaseModel):
     budget: dict[str, int]
     seed: int
     flash_accounting: str
+    strategy: str
     progress: Progress
     best_accuracy: float | None
     hypervolume: float | None

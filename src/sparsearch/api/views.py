@@ -1,14 +1,57 @@
-"""Turning storage records into API models (the one place that knows both shapes)."""
+"""Turning storage records into API models, and API requests into the engine's configs (the
+one place that knows both shapes)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from sparsearch.api.schemas import JobPublic, Progress
-from sparsearch.vocabulary import accounted_flash_field
+from sparsearch.api.schemas import JobCreate, JobPublic, Progress, SpaceIn
+from sparsearch.jobconfig import JobConfig, default_space
+from sparsearch.space.params import SpaceConfig
+from sparsearch.vocabulary import DEFAULT_STRATEGY, accounted_flash_field
+
+
+def space_config(
+    space: SpaceIn | None, *, flash_accounting: str, pruning_methods: list[str] | None = None
+) -> SpaceConfig:
+    """A job's search space: the default of its flash accounting with ``space``'s overrides
+    (and ``pruning_methods``). ConfigError (-> 422, exit 2) for values SpaceConfig rejects. The
+    one conversion of ``JobCreate.space``: the API and the CLI's ``--space FILE`` use it."""
+    result = default_space(flash_accounting)
+    overrides = space.model_dump(exclude_none=True) if space else {}
+    if pruning_methods is not None:
+        overrides["pruning_methods"] = tuple(dict.fromkeys(pruning_methods))
+    if overrides:
+        fields = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in overrides.items()}
+        result = replace(result, **fields)
+    return result
+
+
+def job_config(body: JobCreate) -> JobConfig:
+    """JobCreate -> the engine's JobConfig; ConfigError (-> 422) for combinations it rejects."""
+    return JobConfig.create(
+        dataset=body.dataset,
+        flash_bytes=body.limits.flash_bytes,
+        ram_bytes=body.limits.ram_bytes,
+        macs=body.limits.macs,
+        trials=body.budget.trials,
+        parallel=body.budget.parallel,
+        epochs=body.budget.epochs,
+        seed=body.seed,
+        flash_accounting=body.flash_accounting,
+        space=space_config(
+            body.space,
+            flash_accounting=body.flash_accounting,
+            pruning_methods=body.pruning_methods,
+        ),
+        strategy=body.strategy,
+    )
 
 
 def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
+    """``counts``: the job's entry of ``Storage.trial_counts`` (completed and failed count
+    charged trials only: their sum is what counts against the budget)."""
     cfg = job.config
     completed, failed = counts.get("completed", 0), counts.get("failed", 0)
     return JobPublic(
@@ -20,6 +63,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         budget=cfg["budget"],
         seed=cfg.get("seed", 0),
         flash_accounting=cfg.get("flash_accounting", "dense"),
+        strategy=cfg.get("strategy", DEFAULT_STRATEGY),
         progress=Progress(
             budget=cfg["budget"]["trials"],
             trained=completed + failed,
@@ -27,6 +71,8 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
             running=counts.get("running", 0) + counts.get("queued", 0),
             failed=failed,
             infeasible=counts.get("infeasible", 0),
+            uncharged=counts.get("uncharged", 0),
+            screened=getattr(job, "screened", 0),
         ),
         best_accuracy=job.best_accuracy,
         hypervolume=job.hypervolume,

@@ -34,13 +34,6 @@ SECONDS_COLUMNS: dict[str, object] = {
 
 
 class StatsMixin(StorageBase):
-    def job_status_counts(self) -> dict[str, int]:
-        """Jobs per status, every status of ``JOB_STATUSES`` present (0 when none)."""
-        query = select(Job.status, func.count()).group_by(Job.status)
-        with self._tx("counting jobs by status") as s:
-            found = {status: int(n) for status, n in s.execute(query)}
-        return {status: found.get(status, 0) for status in JOB_STATUSES}
-
     def job_strategy_counts(self) -> dict[tuple[str, str], int]:
         """Jobs per ``(status, strategy)``, every pair of ``JOB_STATUSES`` x ``STRATEGIES``
         present (0 when none)."""

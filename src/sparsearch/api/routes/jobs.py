@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.schemas import JobCreate, JobPublic, Page, Problem
-from sparsearch.api.views import job_public, jobs_public
-from sparsearch.jobconfig import JobConfig, default_space
+from sparsearch.api.views import job_config, job_public, jobs_public
 from sparsearch.storage.queries import JOB_SORT_KEYS
 from sparsearch.storage.records import is_dataset_id
 from sparsearch.vocabulary import JOB_STATUSES
@@ -22,29 +20,6 @@ JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 JobSort = Literal[tuple(k for key in JOB_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
-
-
-def _config(body: JobCreate) -> JobConfig:
-    """JobCreate -> the engine's JobConfig; ConfigError (-> 422) for combinations it rejects."""
-    space = default_space(body.flash_accounting)
-    overrides = body.space.model_dump(exclude_none=True) if body.space else {}
-    if body.pruning_methods is not None:
-        overrides["pruning_methods"] = tuple(dict.fromkeys(body.pruning_methods))
-    if overrides:
-        fields = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in overrides.items()}
-        space = replace(space, **fields)
-    return JobConfig.create(
-        dataset=body.dataset,
-        flash_bytes=body.limits.flash_bytes,
-        ram_bytes=body.limits.ram_bytes,
-        macs=body.limits.macs,
-        trials=body.budget.trials,
-        parallel=body.budget.parallel,
-        epochs=body.budget.epochs,
-        seed=body.seed,
-        flash_accounting=body.flash_accounting,
-        space=space,
-    )
 
 
 def _check_uploaded(storage: Any, dataset_id: str, owner: str) -> None:
@@ -76,7 +51,7 @@ def create_job(
             f"budget.trials {body.budget.trials} is above this server's "
             f"maximum of {settings.max_trials}",
         )
-    cfg = _config(body)
+    cfg = job_config(body)
     if is_dataset_id(body.dataset):
         _check_uploaded(storage, body.dataset, owner)
     # The quota is checked and the job inserted in one atomic step (a ConflictError: 409).
