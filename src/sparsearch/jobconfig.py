@@ -12,9 +12,11 @@ from typing import Any
 from sparsearch.errors import ConfigError
 from sparsearch.space.params import SpaceConfig
 from sparsearch.vocabulary import (
+    DEFAULT_STRATEGY,
     FLASH_ACCOUNTINGS,
     PRUNING_CHOICES,
     PRUNING_METHODS,
+    STRATEGIES,
     STRUCTURED_METHODS,
 )
 
@@ -96,8 +98,14 @@ class JobConfig:
     flash_accounting: str = "dense"
     space: SpaceConfig = field(default_factory=SpaceConfig)
     train_limit: int | None = None  # stratified subset of the training split (benchmarks)
+    strategy: str = DEFAULT_STRATEGY
 
     def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}",
+                f"choose among {', '.join(STRATEGIES)}",
+            )
         if self.flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
                 f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, "
@@ -141,6 +149,7 @@ class JobConfig:
         flash_accounting: str = "dense",
         space: SpaceConfig | None = None,
         train_limit: int | None = None,
+        strategy: str = DEFAULT_STRATEGY,
     ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
@@ -154,6 +163,7 @@ class JobConfig:
             flash_accounting=flash_accounting,
             space=space or default_space(flash_accounting),
             train_limit=train_limit,
+            strategy=strategy,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +184,8 @@ class JobConfig:
             flash_accounting=d.get("flash_accounting", "dense"),
             space=space,
             train_limit=d.get("train_limit"),
+            # Jobs stored before strategies existed ran Ax's BO: the same strategy name.
+            strategy=d.get("strategy", DEFAULT_STRATEGY),
         )
 
     def with_budget(self, **changes: Any) -> JobConfig:

@@ -106,6 +106,32 @@ STRUCTURED_METHODS: frozenset[str] = frozenset(
     m.name for m in PRUNING_METHODS.values() if m.structured
 )
 
+# --- search strategies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """A search strategy as the CLI, the API and the docs list it (``sparsearch.search``
+    implements each)."""
+
+    name: str
+    description: str
+
+
+#: Every search strategy, the default first. Each proposes only candidates that fit the job's
+#: limits by estimate and writes the same trial records (``generator`` = "<name>:<stage>").
+STRATEGIES: dict[str, StrategyInfo] = {
+    s.name: s
+    for s in (
+        StrategyInfo("bo", "multi-objective Bayesian optimization (BoTorch qLogNEHVI)"),
+        StrategyInfo("random", "feasible space-filling (scrambled Sobol) sampling"),
+        StrategyInfo("nsga2", "NSGA-II genetic algorithm (Optuna)"),
+        StrategyInfo("evolution", "aging evolution with random scalarization (muNAS-style)"),
+    )
+}
+#: The strategy a job gets when it names none.
+DEFAULT_STRATEGY = "bo"
+
 # --- flash accounting -------------------------------------------------------------------------
 
 #: Per flash accounting, the trial field that a job's flash limit, its front and its listings

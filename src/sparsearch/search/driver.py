@@ -7,26 +7,28 @@ as soon as it arrives, and a resumed search rebuilds the optimizer from the stor
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparsearch.errors import ClusterError, SearchError, SpaceError, SparsearchError
+from sparsearch.errors import ClusterError, SearchError, SparsearchError
 from sparsearch.jobconfig import JobConfig
-from sparsearch.search.ax_adapter import AxOptimizer, Candidate
+from sparsearch.search.lookahead import Exhausted, Lookahead
 from sparsearch.search.pareto import Point, normalized_hypervolume, pareto_indices
-from sparsearch.space.estimate import estimate
-from sparsearch.space.params import decode, smallest_candidates
+from sparsearch.search.screen import Costs, Screen
+from sparsearch.search.strategies import Proposal, Result, Strategy, make_strategy
 from sparsearch.space.spec import TrainSpec, TrialSpec
 from sparsearch.vocabulary import UNFINISHED_JOB_STATUSES, accounted_flash
 
 log = logging.getLogger(__name__)
 
-INFEASIBLE_STREAK_FACTOR = 20  # consecutive infeasible candidates allowed, times the budget
 #: What ``should_stop`` returns when the job is no longer this driver's: another scheduler took
 #: it over (this one's heartbeats went stale, e.g. the process was paused). The driver cancels its
 #: Ray tasks and writes nothing more: the job's rows belong to the new owner.
 LOST = "lost"
+#: Why the trials a graceful stop cuts short failed (they are not charged to the budget).
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -40,34 +42,42 @@ class Progress:
     running: int = 0
     failed: int = 0
     infeasible: int = 0
+    #: Candidates a strategy rejected by estimate (never stored, never trained).
+    screened: int = 0
     best_accuracy: float | None = None
     hypervolume: float = 0.0
     last_event: str = ""
     trial_index: int | None = None  # the trial the last event is about (None: the job)
+    #: Per worker slot: seconds spent waiting for a candidate while the budget still had
+    #: trials to start, and seconds spent running trials (benchmarks/search_overhead.py).
+    wait_seconds: list[float] = field(default_factory=list)
+    busy_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Flight:
+    """One trial in flight: its slot, candidate and estimate."""
+
+    index: int
+    slot: int
+    params: dict[str, Any]
+    costs: Costs
+    started: float
 
 
 @dataclass
 class _State:
     """Mutable bookkeeping of one run of the loop (rebuilt from storage on resume)."""
 
-    inflight: dict[Any, int] = field(default_factory=dict)  # Ray ref -> trial index
-    estimates: dict[int, dict[str, int]] = field(default_factory=dict)  # in-flight index -> costs
-    infeasible_streak: int = 0
-    smallest: dict[str, int] = field(default_factory=dict)
+    inflight: dict[Any, _Flight] = field(default_factory=dict)  # Ray ref -> trial
+    next_index: int = 0
+    free_since: dict[int, float] = field(default_factory=dict)  # idle slot -> since when
+    exhausted: bool = False
 
 
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
     """The flash number the job's limit applies to (dense flatbuffer or SpArSe non-zeros)."""
     return accounted_flash(cfg.flash_accounting, values)
-
-
-def within_limits(cfg: JobConfig, est: dict[str, int]) -> bool:
-    lim = cfg.limits
-    return (
-        _flash(cfg, est) <= lim.flash_bytes
-        and est["ram_bytes"] <= lim.ram_bytes
-        and (lim.macs is None or est["macs"] <= lim.macs)
-    )
 
 
 class _Stop(Exception):
@@ -79,11 +89,15 @@ class _Stop(Exception):
 
 
 class SearchDriver:
-    """Drives one stored job to completion. ``trial_fn`` replaces ``run_trial`` (tests inject
-    crashing trials through it); ``on_progress`` receives a Progress after every event;
-    ``should_stop`` is polled before each ask and about once a second while trials run: it
-    returns None to go on, or the status the job should end with (e.g. ``"cancelled"``), or
-    :data:`LOST` (checked again right before storing a new candidate or a result)."""
+    """Drives one stored job to completion.
+
+    ``trial_fn`` replaces ``run_trial`` (tests inject crashing trials through it); ``runner``
+    replaces the Ray runner altogether and ``strategy`` the job's strategy (tests drive the
+    loop without Ray or a model library); ``on_progress`` receives a Progress after every
+    event; ``should_stop`` is polled before each dispatch and about once a second while trials
+    run: it returns None to go on, or the status the job should end with (e.g.
+    ``"cancelled"``), or :data:`LOST` (checked again right before storing a new trial or a
+    result)."""
 
     def __init__(
         self,
@@ -94,6 +108,8 @@ class SearchDriver:
         ray_num_cpus: int | None = None,
         ray_object_store_mb: int = 200,
         trial_fn: Callable[..., Any] | None = None,
+        runner: Any = None,
+        strategy: Callable[[Screen], Strategy] | None = None,
         data: Any = None,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], str | None] | None = None,
@@ -103,10 +119,19 @@ class SearchDriver:
         self.cfg = JobConfig.from_dict(self.job.config)
         self._ray = (ray_address, ray_num_cpus, ray_object_store_mb)
         self._trial_fn = trial_fn
+        self._runner = runner
+        self._strategy_factory = strategy
         self._data = data
         self._on_progress = on_progress or (lambda p: None)
         self._should_stop = should_stop or (lambda: None)
-        self.progress = Progress(job_id=job_id, budget=self.cfg.budget.trials)
+        parallel = self.cfg.budget.parallel
+        self.progress = Progress(
+            job_id=job_id,
+            budget=self.cfg.budget.trials,
+            wait_seconds=[0.0] * parallel,
+            busy_seconds=[0.0] * parallel,
+        )
+        self._lookahead: Lookahead | None = None
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -115,88 +140,108 @@ class SearchDriver:
         a ``should_stop`` that fires ends it with the status it returned (no exception)."""
         import torch
 
-        from sparsearch.datasets import load_dataset
-        from sparsearch.storage import is_dataset_id
-        from sparsearch.worker.remote import TrialRunner, init_ray
-
         if self.job.status not in UNFINISHED_JOB_STATUSES:
             raise SearchError(
                 f"job {self.job.id} is {self.job.status}; only queued, running or "
                 "interrupted jobs can run",
                 "start a new search instead",
             )
-        torch.set_num_threads(1)  # the driver only fits Ax models; workers get the cores
-        name = self.cfg.dataset
-        if self._data is None and is_dataset_id(name):  # an upload: the stored file
-            name = f"npz:{self.storage.dataset_path(name)}"
-        data = self._data or load_dataset(
-            name, seed=self.cfg.seed, train_limit=self.cfg.train_limit
-        )
+        torch.set_num_threads(1)  # the driver only fits models; workers get the cores
+        data = self._load_data()
         self._num_classes, self._input_shape = data.num_classes, data.input_shape
         # Small data sets need small batches to get enough optimizer steps in a few epochs.
         self._batch_size = 16 if len(data.y_train) < 5000 else 128
-        self.storage.fail_unfinished_trials(self.job.id, "interrupted")
+        # Trials still running in the database were lost to a crash: they count.
+        self.storage.fail_unfinished_trials(self.job.id, INTERRUPTED, charged=True)
         self.storage.set_job_status(self.job.id, "running")
         state = _State()
         runner = None
         try:
-            self._check_reachable()
-            self.ax = self._optimizer()
-            self._replay(state)
-            address, num_cpus, store_mb = self._ray
-            init_ray(address, num_cpus=num_cpus, object_store_mb=store_mb)
-            runner = TrialRunner(self._trial_fn, num_cpus=1)
+            self.screen = Screen(self.cfg, self._input_shape, self._num_classes)
+            self.screen.check_reachable()
+            self._lookahead = self._start_strategy(state)
+            runner = self._runner or self._ray_runner()
             data_ref = runner.put(data)
             self._loop(state, runner, data_ref)
         except _Stop as stop:
-            self._abort(state, runner, stop.status, stop.status, None)
+            self._abort(state, runner, stop.status, None)
             return self.storage.get_job(self.job.id)
         except KeyboardInterrupt:
-            self._abort(state, runner, "interrupted", "interrupted", None)
+            self._abort(state, runner, "interrupted", None)
             raise
         except ClusterError as e:  # the environment, not the job: resumable once it is fixed
-            self._abort(state, runner, "interrupted", "interrupted", str(e))
+            self._abort(state, runner, "interrupted", str(e))
             raise
         except SparsearchError as e:
-            self._abort(state, runner, "failed", "job failed", str(e))
+            self._abort(state, runner, "failed", str(e))
             raise
         except Exception as e:
-            self._abort(state, runner, "failed", "job failed", f"{type(e).__name__}: {e}")
+            self._abort(state, runner, "failed", _one_line(e))
             raise
+        finally:
+            if self._lookahead is not None:
+                self._lookahead.stop()
         self._refresh_front()
         return self.storage.set_job_status(self.job.id, "completed")
+
+    def _load_data(self) -> Any:
+        from sparsearch.datasets import load_dataset
+        from sparsearch.storage import is_dataset_id
+
+        if self._data is not None:
+            return self._data
+        name = self.cfg.dataset
+        if is_dataset_id(name):  # an upload: the stored file
+            name = f"npz:{self.storage.dataset_path(name)}"
+        return load_dataset(name, seed=self.cfg.seed, train_limit=self.cfg.train_limit)
+
+    def _ray_runner(self) -> Any:
+        from sparsearch.worker.remote import TrialRunner, init_ray
+
+        address, num_cpus, store_mb = self._ray
+        init_ray(address, num_cpus=num_cpus, object_store_mb=store_mb)
+        return TrialRunner(self._trial_fn, num_cpus=1)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def _loop(self, state: _State, runner: Any, data_ref: Any) -> None:
         budget, parallel = self.cfg.budget.trials, self.cfg.budget.parallel
+        now = time.monotonic()
+        state.free_since = {slot: now for slot in range(parallel)}
+        lookahead = self._lookahead
+        assert lookahead is not None
+        lookahead.start()
         while self.progress.trained < budget:
-            waiting_for_data = False
             while (
-                len(state.inflight) < parallel
+                state.free_since
+                and not state.exhausted
                 and self.progress.trained + len(state.inflight) < budget
             ):
                 self._check_stop()
-                cand = self.ax.ask()
-                if cand is None:  # Ax's initial design waits for results: wait, don't go random
-                    waiting_for_data = True
+                try:
+                    proposal = lookahead.take(timeout=1.0)
+                except Exhausted:
+                    state.exhausted = True
+                    self._emit("every feasible candidate of the space was tried")
                     break
-                self._check_lost()  # the ask may take seconds: is the index still ours to use?
-                spec = self._consider(cand, state)
-                if spec is not None:
-                    state.inflight[runner.submit(spec, data_ref)] = cand.index
-                    self._emit(f"trial {cand.index} started ({cand.generator})", cand.index)
+                self._sync_screened()
+                if proposal is None:  # still generating: look at the running trials meanwhile
+                    if state.inflight:
+                        break
+                    continue
+                self._check_lost()  # the ask may take seconds: is the index still ours?
+                self._dispatch(proposal, state, runner, data_ref)
             if not state.inflight:
-                if waiting_for_data:
-                    raise SearchError("the optimizer produced no candidate and no trial is running")
+                if state.exhausted:
+                    return
                 continue
-            ref = None
-            while ref is None:  # short waits keep Ctrl-C and should_stop responsive
-                self._check_stop()
-                ref = runner.wait_one(list(state.inflight), timeout=1.0)
+            self._check_stop()  # short waits keep Ctrl-C and should_stop responsive
+            ref = runner.wait_one(list(state.inflight), timeout=1.0)
+            if ref is None:
+                continue
             self._check_lost()  # a result that arrives after a takeover is not recorded
-            index = state.inflight.pop(ref)
-            self._record_outcome(index, runner.result(ref), state.estimates.pop(index))
+            flight = state.inflight.pop(ref)
+            self._record_outcome(flight, runner.result(ref), state)
 
     def _check_stop(self) -> None:
         status = self._should_stop()
@@ -208,104 +253,59 @@ class SearchDriver:
         if self._should_stop() == LOST:
             raise _Stop(LOST)
 
-    def _consider(self, cand: Candidate, state: _State) -> TrialSpec | None:
-        """Store the candidate; return its TrialSpec if it should train, None if infeasible."""
-        cfg = self.cfg
-        arch, pruning, lr = decode(cand.params, cfg.space, self._input_shape, self._num_classes)
-        common = dict(
-            params=cand.params,
-            generator=cand.generator,
-            gen_seconds=cand.gen_seconds,
+    def _dispatch(self, proposal: Proposal, state: _State, runner: Any, data_ref: Any) -> None:
+        """Store the candidate as a running trial and start it on a free slot."""
+        assert self._lookahead is not None
+        costs = self.screen.costs(proposal.params)
+        if not self.screen.within(costs):  # a strategy's bug must not cost a training
+            raise SearchError(
+                f"strategy {self.cfg.strategy!r} proposed a candidate over a limit by "
+                f"estimate: {proposal.params}",
+                "report this as a bug; resume the job to go on",
+            )
+        assert costs is not None
+        arch, pruning, lr = self.screen.decode(proposal.params)
+        index = state.next_index
+        self.storage.add_trial(
+            self.job.id,
+            index,
+            status="running",
+            params=proposal.params,
+            generator=proposal.generator,
+            gen_seconds=proposal.gen_seconds,
+            estimates=costs.estimates,
+            feasible=True,
             pruning=pruning.to_dict(),
         )
-        try:
-            est = estimate(arch, pruning).to_dict()
-        except SpaceError as e:
-            self.storage.add_trial(
-                self.job.id,
-                cand.index,
-                status="infeasible",
-                estimates={},
-                feasible=False,
-                error=e.message,
-                **common,
-            )
-            self.ax.tell_failed(cand.index, e.message)
-            self._infeasible(state, None, cand.index)
-            return None
-        estimates = {
-            k: est[k]
-            for k in ("flash_bytes", "ram_bytes", "activation_bytes", "macs", "nnz_flash_bytes")
-        }
-        estimates["param_count"] = est["params"]
-        if not within_limits(cfg, est):
-            self.storage.add_trial(
-                self.job.id,
-                cand.index,
-                status="infeasible",
-                estimates=estimates,
-                feasible=False,
-                error="over a limit by estimate",
-                **common,
-            )
-            self.ax.tell_estimate_only(cand.index, flash=_flash(cfg, est), ram=est["ram_bytes"])
-            self._infeasible(state, est, cand.index)
-            return None
-        state.infeasible_streak = 0
-        self.storage.add_trial(
-            self.job.id, cand.index, status="running", estimates=estimates, feasible=True, **common
-        )
-        state.estimates[cand.index] = est
-        self.progress.running += 1
+        state.next_index += 1
+        slot = min(state.free_since)
+        now = time.monotonic()
+        self.progress.wait_seconds[slot] += now - state.free_since.pop(slot)
         train = TrainSpec(
             lr=lr,
-            epochs=cfg.budget.epochs,
-            finetune_epochs=cfg.budget.finetune_epochs,
+            epochs=self.cfg.budget.epochs,
+            finetune_epochs=self.cfg.budget.finetune_epochs,
             batch_size=self._batch_size,
-            seed=cfg.seed,
+            seed=self.cfg.seed,
         )
-        return TrialSpec(arch=arch, pruning=pruning, train=train)
+        ref = runner.submit(TrialSpec(arch=arch, pruning=pruning, train=train), data_ref)
+        state.inflight[ref] = _Flight(index, slot, proposal.params, costs, now)
+        self._lookahead.started(index, proposal.params)
+        self.progress.running += 1
+        self._emit(f"trial {index} started ({proposal.generator})", index)
 
-    def _check_reachable(self) -> None:
-        """Fail at once when even the smallest network of the space is over a limit."""
-        ests = []
-        for arch in smallest_candidates(self.cfg.space, self._input_shape, self._num_classes):
-            try:
-                ests.append(estimate(arch).to_dict())
-            except SpaceError:
-                continue
-        if ests and not any(within_limits(self.cfg, e) for e in ests):
-            self._too_tight({k: min(e[k] for e in ests) for k in ests[0]}, "the smallest network")
-
-    def _too_tight(self, smallest: dict[str, int], what: str) -> None:
-        s = smallest
-        seen = (
-            f"flash {s['flash_bytes']} B (non-zero {s['nnz_flash_bytes']} B), "
-            f"RAM {s['ram_bytes']} B"
-            if s
-            else "none (no candidate could be built)"
-        )
-        raise SearchError(
-            f"limits too tight for this space: smallest estimate ({what}) {seen}; limits are "
-            f"flash {self.cfg.limits.flash_bytes} B, RAM {self.cfg.limits.ram_bytes} B",
-            "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)",
-        )
-
-    def _infeasible(self, state: _State, est: dict[str, int] | None, index: int) -> None:
-        self.progress.infeasible += 1
-        state.infeasible_streak += 1
-        if est is not None:
-            for key in ("flash_bytes", "nnz_flash_bytes", "ram_bytes", "macs"):
-                state.smallest[key] = min(state.smallest.get(key, est[key]), est[key])
-        self._emit(f"candidate {index} over a limit by estimate", index)
-        if state.infeasible_streak >= INFEASIBLE_STREAK_FACTOR * self.cfg.budget.trials:
-            self._too_tight(state.smallest, f"of {state.infeasible_streak} candidates in a row")
-
-    def _record_outcome(self, index: int, outcome: Any, est: dict[str, int]) -> None:
+    def _record_outcome(self, flight: _Flight, outcome: Any, state: _State) -> None:
         from sparsearch.worker.remote import TrialFailure
 
+        assert self._lookahead is not None
+        index, now = flight.index, time.monotonic()
+        self.progress.busy_seconds[flight.slot] += now - flight.started
         self.progress.running -= 1
         self.progress.trained += 1
+        # The slot waits for a candidate from now on, if the budget has trials left to start.
+        if self.progress.trained + len(state.inflight) < self.cfg.budget.trials:
+            state.free_since[flight.slot] = now
+        costs = flight.costs
         if isinstance(outcome, TrialFailure):
             self.storage.finish_trial(
                 self.job.id,
@@ -316,7 +316,9 @@ class SearchDriver:
                 worker_pid=outcome.worker_pid or None,
                 worker_node=outcome.worker_node or None,
             )
-            self.ax.tell_failed(index, outcome.reason)
+            self._lookahead.finished(
+                index, Result(flight.params, None, costs.flash, costs.ram, costs.macs)
+            )
             self.progress.failed += 1
             self._emit(f"trial {index} failed: {outcome.reason}", index)
             return
@@ -336,17 +338,70 @@ class SearchDriver:
             effective_spec=outcome.effective_spec,
             artifacts=outcome.artifacts,
         )
-        self.ax.tell_result(
-            index,
-            accuracy=outcome.accuracy,
-            flash=_flash(self.cfg, est),
-            ram=est["ram_bytes"],
+        self._lookahead.finished(
+            index, Result(flight.params, outcome.accuracy, costs.flash, costs.ram, costs.macs)
         )
         self.progress.completed += 1
         self._refresh_front()
         self._emit(f"trial {index} completed: accuracy {outcome.accuracy:.3f}", index)
 
-    # -- front, resume, abort ------------------------------------------------------------------
+    # -- strategy, front, resume, abort --------------------------------------------------------
+
+    def _start_strategy(self, state: _State) -> Lookahead:
+        """Build the job's strategy and tell it every stored trained trial (a resumed job);
+        trials a graceful stop cut short are queued to run again first."""
+        cfg = self.cfg
+        if self._strategy_factory is not None:
+            strategy = self._strategy_factory(self.screen)
+        else:
+            strategy = make_strategy(
+                cfg.strategy,
+                self.screen,
+                seed=cfg.seed,
+                budget=cfg.budget.trials,
+                parallel=cfg.budget.parallel,
+            )
+        lookahead = Lookahead(
+            strategy,
+            depth=0 if cfg.budget.parallel == 1 else cfg.budget.parallel,
+            unfinished=lambda: self.cfg.budget.trials - self.progress.trained,
+        )
+        trials = self.storage.list_trials(self.job.id)
+        state.next_index = max((t.index for t in trials), default=-1) + 1
+        tried: set[str] = set()
+        redo: dict[str, Any] = {}
+        key = self.screen.codec.key
+        for t in trials:
+            if t.status == "infeasible":
+                self.progress.infeasible += 1
+                continue
+            if t.status not in ("completed", "failed"):
+                continue
+            if not t.charged:  # cut short by a graceful stop: run it again
+                redo.setdefault(key(t.params), t)
+                continue
+            costs = self.screen.costs(t.params)
+            flash = _flash(cfg, t.to_json()) if t.flash_bytes is not None else 0
+            ram = t.ram_bytes if t.ram_bytes is not None else 0
+            macs = t.macs if t.macs is not None else (costs.macs if costs else 0)
+            lookahead.tell(Result(t.params, t.accuracy, flash, ram, macs))
+            tried.add(key(t.params))
+            self.progress.trained += 1
+            if t.status == "completed":
+                self.progress.completed += 1
+            else:
+                self.progress.failed += 1
+        for k, t in reversed(list(redo.items())):
+            if k not in tried and self.screen.within(self.screen.costs(t.params)):
+                lookahead.push(Proposal(self.screen.codec.canonical(t.params), t.generator, 0.0))
+        if self.progress.completed:
+            self._refresh_front()
+        return lookahead
+
+    def _sync_screened(self) -> None:
+        screened = self.screen.screened
+        if screened != self.progress.screened:
+            self.progress.screened = screened
 
     def _refresh_front(self) -> None:
         cfg = self.cfg
@@ -364,60 +419,16 @@ class SearchDriver:
             ram_limit=cfg.limits.ram_bytes,
         )
         best = max((p.accuracy for p in points), default=None)
-        self.storage.update_job_summary(self.job.id, hypervolume=hv, best_accuracy=best)
+        self._sync_screened()
+        self.storage.update_job_summary(
+            self.job.id, hypervolume=hv, best_accuracy=best, screened=self.progress.screened
+        )
         self.progress.hypervolume, self.progress.best_accuracy = hv, best
 
-    def _optimizer(self) -> AxOptimizer:
-        cfg = self.cfg
-        return AxOptimizer(
-            cfg.space,
-            flash_limit=cfg.limits.flash_bytes,
-            ram_limit=cfg.limits.ram_bytes,
-            seed=cfg.seed,
-            name=self.job.id,
-        )
-
-    def _replay(self, state: _State) -> None:
-        """Rebuild the optimizer and counters from stored trials (a resumed job)."""
-        for t in self.storage.list_trials(self.job.id):
-            index = self.ax.attach(t.params)
-            if index != t.index:
-                raise SearchError(
-                    f"stored trial {t.index} re-attached as {index}",
-                    "the job's trials are not contiguous; start a new search",
-                )
-            if t.status == "completed":
-                self.ax.tell_result(
-                    index,
-                    accuracy=t.accuracy,
-                    flash=_flash(self.cfg, t.to_json()),
-                    ram=t.ram_bytes,
-                )
-                self.progress.completed += 1
-                self.progress.trained += 1
-                state.infeasible_streak = 0
-            elif t.status == "infeasible" and t.flash_bytes is not None:
-                self.ax.tell_estimate_only(
-                    index, flash=_flash(self.cfg, t.to_json()), ram=t.ram_bytes
-                )
-                self.progress.infeasible += 1
-                state.infeasible_streak += 1
-            else:
-                self.ax.tell_failed(index, t.error or t.status)
-                if t.status == "failed":
-                    self.progress.failed += 1
-                    self.progress.trained += 1
-                    state.infeasible_streak = 0
-                else:
-                    self.progress.infeasible += 1
-                    state.infeasible_streak += 1
-        if self.progress.completed:
-            self._refresh_front()
-
-    def _abort(
-        self, state: _State, runner: Any, job_status: str, trial_reason: str, error: str | None
-    ) -> None:
-        """Stop in-flight work and leave the database consistent (never half-written)."""
+    def _abort(self, state: _State, runner: Any, job_status: str, error: str | None) -> None:
+        """Stop in-flight work and leave the database consistent (never half-written). The
+        trials cut short are failed "interrupted" and not charged: the job's own stop, not
+        the candidates, ended them."""
         for ref in list(state.inflight):
             if runner is not None:
                 runner.cancel(ref)
@@ -425,7 +436,14 @@ class SearchDriver:
         if job_status == LOST:
             return  # another scheduler owns the job (and its trial rows) now
         try:
-            self.storage.fail_unfinished_trials(self.job.id, trial_reason)
+            self.storage.fail_unfinished_trials(self.job.id, INTERRUPTED, charged=False)
+            if hasattr(self, "screen"):
+                self.storage.update_job_summary(
+                    self.job.id,
+                    hypervolume=self.progress.hypervolume,
+                    best_accuracy=self.progress.best_accuracy,
+                    screened=self.screen.screened,
+                )
             self.storage.set_job_status(self.job.id, job_status, error=error)
         except SparsearchError:
             log.exception("could not record the job's end state")
@@ -434,6 +452,12 @@ class SearchDriver:
         self.progress.last_event = event
         self.progress.trial_index = trial_index
         self._on_progress(self.progress)
+
+
+def _one_line(e: BaseException) -> str:
+    """A one-line reason for an unexpected exception (its type and first line)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def run_search(storage: Any, job_id: str, **kwargs: Any) -> Any:
