@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from sparsearch.cli import app
 
 SPARSEARCH = Path(sys.executable).with_name("sparsearch")
-HEAVY_MODULES = ("torch", "ray", "ax", "botorch", "sklearn")
+HEAVY_MODULES = ("torch", "ray", "botorch", "optuna", "sklearn")
 COMMANDS = ("search", "jobs", "pareto", "pull", "db")
 FLASH, RAM = 24 * 1024, 6 * 1024
 TRIAL_KEYS = {
@@ -384,6 +384,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Simp
         SPARSEARCH_RAY_ADDRESS=ray_address,
         SPARSEARCH_DATABASE_URL=sqlite_url(root / "unused.db"),
         SPARSEARCH_ARTIFACT_DIR=str(root / "unused-artifacts"),
+        SPARSEARCH_HEARTBEAT_SECONDS="0.5",
     )
     proc = run_cli(
         *SEARCH_ARGS, "--db", db, "--artifacts", artifacts, "--json", env=env, timeout=600
@@ -461,6 +462,31 @@ def test_jobs_lists_the_job(searched: SimpleNamespace) -> None:
     table = run_cli("jobs", "--db", searched.db, env=searched.env)
     assert table.returncode == 0, table.stderr
     assert job_id in table.stdout  # the id users copy into `pareto`/`pull` is never elided
+
+
+@pytest.mark.slow
+def test_the_search_held_its_job_with_heartbeats(searched: SimpleNamespace) -> None:
+    """The CLI process held the job as a scheduler would: created running under its own holder
+    (kind "cli"), beaten for while it ran, let go (holder stopped) at the end."""
+    from sparsearch.storage import open_storage
+
+    job_id = searched.doc["job_id"]
+    with open_storage(searched.db, searched.artifacts) as storage:
+        job = storage.get_job(job_id)
+        claims = storage.list_claims(job_id)
+    assert [c.previous_status for c in claims] == ["queued"]
+    holder = claims[0].scheduler_id
+    assert holder is not None and holder.startswith("cli:") and job.scheduler_id == holder
+    assert job.heartbeat_at is not None and job.started_at is not None
+    assert (job.heartbeat_at - job.started_at).total_seconds() >= 0.5  # beaten after the claim
+    with closing(sqlite3.connect(searched.db.removeprefix("sqlite:///"))) as conn:
+        kind, pid, started, beat, stopped = conn.execute(
+            "SELECT kind, pid, started_at, heartbeat_at, stopped_at FROM schedulers WHERE id = ?",
+            (holder,),
+        ).fetchone()
+    assert kind == "cli" and str(pid) in holder and stopped is not None and beat > started
+    assert all(t["charged"] for t in searched.doc["trials"])
+    assert searched.doc["strategy"] == "bo"
 
 
 @pytest.mark.slow

@@ -31,6 +31,14 @@ class LocalBackend:
         jobs = self.storage.list_jobs(status=status, limit=limit)
         return [j.model_dump(mode="json") for j in jobs_public(self.storage, jobs)]
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job (``Storage.request_cancel``): a queued or interrupted job at once, a
+        running one by its driver, which polls the flag (a scheduler's, or a local search's)."""
+        from sparsearch.api.views import jobs_public
+
+        job = self.storage.request_cancel(job_id)
+        return jobs_public(self.storage, [job])[0].model_dump(mode="json")
+
     def pareto(self, job_id: str) -> list[dict[str, Any]]:
         """The front, most accurate first, each trial with the job's ``flash_accounting`` and
         its ``accounted_flash_bytes`` (as ``GET /v1/jobs/{id}/pareto``)."""
@@ -86,6 +94,9 @@ class RemoteBackend:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}").json()
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/cancel").json()
 
     def list_jobs(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         params = {"limit": min(limit, PAGE), **({"status": status} if status else {})}

@@ -53,7 +53,8 @@ JOBS = [
         "dataset": "fashion-mnist",
         "limits": {"flash_bytes": 24576, "ram_bytes": 6144},
         "budget": {"trials": 100},
-        "progress": {"trained": 57, "budget": 100},
+        "progress": {"trained": 57, "budget": 100, "screened": 12345},
+        "strategy": "evolution",
         "best_accuracy": 0.84412,
         "hypervolume": 0.28913,
         "created_at": NOW.isoformat(),
@@ -113,11 +114,16 @@ def test_jobs_narrow_drops_columns_wide_shows_all() -> None:
     assert at_80[:6] == ["id", "status", "trials", "best", "flash", "RAM"]
     wide = render(jobs_table(JOBS), 200)
     assert header(wide) == [
-        "id", "status", "trials", "best", "flash", "RAM", "dataset", "HV", "created",
+        "id", "status", "trials", "best", "flash", "RAM", "strategy", "dataset", "HV",
+        "screened", "created",
     ]  # fmt: skip
     assert cells(row_of(wide, "4c3cff7718e4"))[4:] == [
-        "24.0 KiB", "6.0 KiB", "fashion-mnist", "0.289", short_time(NOW.isoformat()),
+        "24.0 KiB", "6.0 KiB", "evolution", "fashion-mnist", "0.289", "12.3k",
+        short_time(NOW.isoformat()),
     ]  # fmt: skip
+    # A job from a server that predates strategies and screening.
+    second = cells(row_of(wide, "0123456789ab"))
+    assert (second[6], second[9]) == ("-", "-")
     assert JOBS[1]["dataset"] in row_of(wide, "0123456789ab")  # room enough: not cut
     assert "2024-02-03" in row_of(wide, "0123456789ab")  # another year: the date
 
@@ -267,3 +273,21 @@ def test_jobs_and_pareto_through_a_pipe(sparse_job: tuple[str, str]) -> None:
     # --json is untouched by the tables: the stored trial documents, as before
     listed = json.loads(_cli("pareto", job_id, "--json", "--db", db).stdout)
     assert [t["nnz_flash_bytes"] for t in listed] == [7168, 3072]
+
+
+@pytest.mark.parametrize("screened", [None, 37])
+def test_the_progress_line_shows_screened_candidates(screened: int | None) -> None:
+    from types import SimpleNamespace
+
+    from sparsearch.cli.render import SearchProgress
+
+    counters = dict(
+        trained=2, running=1, failed=0, infeasible=3, best_accuracy=0.9, hypervolume=0.1
+    )
+    if screened is not None:  # a driver's Progress before the field existed has none
+        counters["screened"] = screened
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, force_terminal=False)
+    with SearchProgress(console, 8) as bar:
+        bar.update(SimpleNamespace(**counters))
+    assert f"infeasible 3 · screened {screened or 0} · best 0.900" in buf.getvalue()

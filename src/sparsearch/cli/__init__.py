@@ -69,7 +69,7 @@ def _main(
 
 
 app.command()(search.search)
-for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit):
+for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit, jobs.cancel):
     app.command()(command)
 app.command()(service.serve)
 app.command("scheduler")(service.scheduler_command)

@@ -3,14 +3,16 @@ storage from options, and the one way an error is printed (``error:`` then ``hin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from sparsearch.errors import ConfigError, SparsearchError
+from sparsearch.vocabulary import DEFAULT_STRATEGY, STRATEGIES
 
 # soft_wrap: messages (paths, URLs) are never broken across lines at the terminal width.
 err = Console(stderr=True, soft_wrap=True)
@@ -39,6 +41,26 @@ ParallelOption = typer.Option(2, help="Trials trained at once on Ray")
 EpochsOption = typer.Option(6, help="Training epochs per trial")
 SeedOption = typer.Option(0, help="Seed of the optimizer, data split and training")
 AccountingOption = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)")
+#: The type of ``--strategy`` (its choices: ``vocabulary.STRATEGIES``).
+StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+StrategyOption = typer.Option(
+    None,
+    "--strategy",
+    show_default=False,
+    help="How candidates are proposed (default "
+    + DEFAULT_STRATEGY
+    + "): "
+    + "; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()),
+)
+SpaceOption = typer.Option(
+    None,
+    "--space",
+    metavar="FILE.json",
+    help="Search-space overrides: a JSON object as the API's `space`, e.g. "
+    '{"lr": [0.002, 0.04], "channels": [2, 32]}',
+)
+#: Larger --space files are refused unread (the object has a handful of short fields).
+MAX_SPACE_FILE_BYTES = 64 * 1024
 
 
 def settings_from(db: str | None = None, artifacts: Path | None = None) -> Any:
@@ -84,6 +106,52 @@ def backend(
     if server:
         return RemoteBackend(server, token)
     return LocalBackend(open_from(settings_from(db, artifacts)))
+
+
+def read_space(path: Path, flash_accounting: str) -> tuple[dict[str, Any], Any]:
+    """A ``--space`` file's overrides (the JSON object the API takes as ``JobCreate.space``) and
+    the SpaceConfig they make, checked by the API's own model and conversion
+    (``api.views.space_config``). A ConfigError (exit 2) naming the file and the field, for an
+    unreadable file, bad JSON, an unknown key or a value the space refuses."""
+    from pydantic import ValidationError
+
+    from sparsearch.api.schemas import SpaceIn
+    from sparsearch.api.views import space_config
+
+    hint = (
+        'the file holds one JSON object, e.g. {"lr": [0.002, 0.04], "channels": [2, 32]}, '
+        f"with any of the keys {', '.join(SpaceIn.model_fields)}"
+    )
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPACE_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read --space file {path}: {e.strerror or e}",
+            "pass the path of a readable JSON file",
+        ) from e
+    if len(raw) > MAX_SPACE_FILE_BYTES:
+        raise ConfigError(f"--space file {path} is over {MAX_SPACE_FILE_BYTES // 1024} KiB", hint)
+    try:
+        data = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError, or bytes that are not text
+        raise ConfigError(f"--space file {path} is not valid JSON: {e}", hint) from e
+    try:
+        space = SpaceIn.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(_field_problem(x) for x in e.errors())
+        raise ConfigError(f"--space file {path}: {problems}", hint) from e
+    try:
+        return data, space_config(space, flash_accounting=flash_accounting)
+    except ConfigError as e:
+        raise ConfigError(f"--space file {path}: {e.message}", e.hint or hint) from e
+
+
+def _field_problem(error: Any) -> str:
+    where = ".".join(["space", *(str(p) for p in error.get("loc", ()))])
+    if error.get("type") == "extra_forbidden":
+        return f"unknown field {where}"
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def print_error(message: str, hint: str | None = None) -> None:

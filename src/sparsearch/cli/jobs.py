@@ -1,5 +1,5 @@
 """Commands about jobs wherever they live, the local database or a server (``--server``):
-``jobs``, ``status``, ``pareto``, ``pull`` and ``submit``."""
+``jobs``, ``status``, ``pareto``, ``pull``, ``submit`` and ``cancel``."""
 
 from __future__ import annotations
 
@@ -23,18 +23,27 @@ from sparsearch.cli.common import (
     RamOption,
     SeedOption,
     ServerOption,
+    SpaceOption,
+    StrategyName,
+    StrategyOption,
     TokenOption,
     TrialsOption,
     backend,
     err,
     fail,
     out,
+    read_space,
     say,
 )
 from sparsearch.cli.search import print_front
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import format_size, parse_size
-from sparsearch.vocabulary import ARTIFACT_KINDS, JOB_STATUSES, SETTLED_JOB_STATUSES
+from sparsearch.vocabulary import (
+    ARTIFACT_KINDS,
+    DEFAULT_STRATEGY,
+    JOB_STATUSES,
+    SETTLED_JOB_STATUSES,
+)
 
 
 def jobs(
@@ -131,6 +140,8 @@ def submit(
     epochs: int = EpochsOption,
     seed: int = SeedOption,
     flash_accounting: str = AccountingOption,
+    strategy: StrategyName | None = StrategyOption,
+    space: Path | None = SpaceOption,
     watch: bool = typer.Option(False, "--watch", help="Follow the job until it finishes"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
     server: str | None = ServerOption,
@@ -153,9 +164,12 @@ def submit(
             "budget": {"trials": trials, "parallel": parallel, "epochs": epochs},
             "seed": seed,
             "flash_accounting": flash_accounting,
+            "strategy": strategy or DEFAULT_STRATEGY,
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")
+        if space is not None:  # checked here as the server will, to name the file
+            body["space"] = read_space(space, flash_accounting)[0]
         source = backend(server, token, None)
         job = source.create_job(body)
     except SparsearchError as e:
@@ -163,7 +177,8 @@ def submit(
     lim = job["limits"]
     say(
         f"submitted job {job['id']} to {server}: {dataset}, flash ≤ "
-        f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials"
+        f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials, strategy "
+        f"{job.get('strategy', body['strategy'])}"
     )
     if watch:
         job = _watch(source, job["id"])
@@ -193,11 +208,13 @@ def status(
     p = job["progress"]
     best = job["best_accuracy"]
     hv = job["hypervolume"]
+    uncharged = f", uncharged {p['uncharged']}" if p.get("uncharged") else ""
     out.print(
         escape(
-            f"job {job['id']}: {job['status']} · trained {p['trained']}/{p['budget']} "
-            f"(completed {p['completed']}, failed {p['failed']}, running {p['running']}, "
-            f"infeasible {p['infeasible']}) · best {'-' if best is None else f'{best:.3f}'} · "
+            f"job {job['id']}: {job['status']} · {job.get('strategy', '-')} · trained "
+            f"{p['trained']}/{p['budget']} (completed {p['completed']}, failed {p['failed']}, "
+            f"running {p['running']}, infeasible {p['infeasible']}{uncharged}) · screened "
+            f"{p.get('screened', 0)} · best {'-' if best is None else f'{best:.3f}'} · "
             f"HV {'-' if hv is None else f'{hv:.3f}'} · flash ≤ "
             f"{format_size(job['limits']['flash_bytes'])}, RAM ≤ "
             f"{format_size(job['limits']['ram_bytes'])}"
@@ -206,6 +223,28 @@ def status(
     )
     if job.get("error"):
         out.print(escape(f"error: {job['error']}"), highlight=False)
+
+
+def cancel(
+    job_id: str,
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
+    db: str | None = DbOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Cancel a job: a queued or interrupted one at once, a running one (on a scheduler or in a
+    local `sparsearch search`) at its driver's next check, within about a second."""
+    try:
+        job = backend(server, token, db).cancel(job_id)
+    except SparsearchError as e:
+        fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(job) + "\n")
+        return
+    if job["status"] == "cancelled":
+        say(f"job {job_id} cancelled")
+    else:
+        say(f"job {job_id}: cancel requested; its driver stops it within about a second")
 
 
 def _watch(source: Any, job_id: str, *, interval: float = 2.0) -> dict[str, Any]:
@@ -229,5 +268,6 @@ class _ProgressView:
     def __init__(self, p: dict[str, int], job: dict[str, Any]) -> None:
         self.trained, self.running = p["trained"], p["running"]
         self.failed, self.infeasible = p["failed"], p["infeasible"]
+        self.screened = p.get("screened", 0)
         self.best_accuracy = job["best_accuracy"]
         self.hypervolume = job["hypervolume"] or 0.0

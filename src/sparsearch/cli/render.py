@@ -48,7 +48,8 @@ class SearchProgress:
         best = f"{p.best_accuracy:.3f}" if p.best_accuracy is not None else "-"
         stats = (
             f"trained {p.trained} · running {p.running} · failed {p.failed} · "
-            f"infeasible {p.infeasible} · best {best} · HV {p.hypervolume:.3f}"
+            f"infeasible {p.infeasible} · screened {getattr(p, 'screened', 0)} · best {best} · "
+            f"HV {p.hypervolume:.3f}"
         )
         self._bar.update(self._task, completed=p.trained, stats=stats)
 
@@ -199,7 +200,8 @@ def _trials(j: dict[str, Any]) -> str:
 
 def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
     """Jobs: id (what `pareto`/`pull` take, always whole), status, trials (trained/budget),
-    best accuracy; then the limits, dataset, hypervolume and creation time as width allows."""
+    best accuracy; then the limits, strategy, dataset, hypervolume, screened candidates and
+    creation time as width allows."""
     columns = [
         Col("id", 0, ident=True),
         Col("status", 0),
@@ -207,14 +209,17 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
         Col("best", 0, right=True),
         Col("flash", 1, right=True),
         Col("RAM", 1, right=True),
+        Col("strategy", 2),
         Col("dataset", 2, max_width=20),
         Col("HV", 3, right=True),
+        Col("screened", 3, right=True),
         Col("created", 4),
     ]
     rows = []
     for j in jobs:
         lim = j.get("limits") or {}
         hv = j.get("hypervolume")
+        screened = (j.get("progress") or {}).get("screened")
         rows.append(
             {
                 "id": str(j["id"]),
@@ -223,8 +228,10 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
                 "best": _pct(j.get("best_accuracy")),
                 "flash": format_size(lim.get("flash_bytes")),
                 "RAM": format_size(lim.get("ram_bytes")),
+                "strategy": str(j.get("strategy") or "-"),
                 "dataset": str(j.get("dataset", "")),
                 "HV": "-" if hv is None else f"{hv:.3f}",
+                "screened": _count(screened),
                 "created": short_time(j.get("created_at")),
             }
         )

@@ -21,6 +21,9 @@ from sparsearch.cli.common import (
     ParallelOption,
     RamOption,
     SeedOption,
+    SpaceOption,
+    StrategyName,
+    StrategyOption,
     TrialsOption,
     err,
     fail,
@@ -28,11 +31,13 @@ from sparsearch.cli.common import (
     open_from,
     out,
     print_error,
+    read_space,
     say,
     settings_from,
 )
-from sparsearch.errors import SparsearchError
+from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import parse_size
+from sparsearch.vocabulary import DEFAULT_STRATEGY
 
 
 def search(
@@ -45,19 +50,29 @@ def search(
     epochs: int = EpochsOption,
     seed: int = SeedOption,
     flash_accounting: str = AccountingOption,
+    strategy: StrategyName | None = StrategyOption,
+    space: Path | None = SpaceOption,
     train_limit: int | None = typer.Option(None, help="Use a stratified training subset"),
-    resume: str | None = typer.Option(None, help="Continue an interrupted job by id"),
+    resume: str | None = typer.Option(
+        None,
+        help="Continue an interrupted job by id (refused while a live scheduler or another "
+        "search holds it)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
     """Run a multi-objective architecture + pruning search on this machine."""
+    from sparsearch.service.holder import JobHolder
+
+    holder: Any = None
     try:
         settings = settings_from(db, artifacts)
         if resume is None:
             from sparsearch.datasets import load_dataset
             from sparsearch.jobconfig import JobConfig
 
+            overrides = read_space(space, flash_accounting)[1] if space is not None else None
             cfg = JobConfig.create(
                 dataset=dataset,
                 flash_bytes=parse_size(flash, what="--flash"),
@@ -68,32 +83,49 @@ def search(
                 epochs=epochs,
                 seed=seed,
                 flash_accounting=flash_accounting,
+                space=overrides,
                 train_limit=train_limit,
+                strategy=strategy or DEFAULT_STRATEGY,
             )
             # Load (and so validate) the data before a job row exists: bad data creates nothing.
             data = load_dataset(cfg.dataset, seed=cfg.seed, train_limit=cfg.train_limit)
         else:
+            if strategy is not None or space is not None:
+                raise ConfigError(
+                    "--strategy and --space set up a new search; a resumed job keeps its own",
+                    f"drop them to resume job {resume}",
+                )
             data = None
         storage = open_from(settings)
+        # This process holds the job as a scheduler would (claim, heartbeats, cancel, takeover).
+        holder = JobHolder(storage, settings)
         job = (
-            storage.get_job(resume)
+            holder.claim(resume)
             if resume
-            else storage.create_job(dataset=cfg.dataset, config=cfg.to_dict())
+            else holder.create(dataset=cfg.dataset, config=cfg.to_dict())
         )
     except SparsearchError as e:
+        if holder is not None:
+            holder.close()
         fail(e)
     lim, bud = job.config["limits"], job.config["budget"]
     say(
         f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
         f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
-        f"{bud['epochs']} epochs), database {masked(settings.database_url)}"
+        f"{bud['epochs']} epochs), strategy {job.strategy}, database "
+        f"{masked(settings.database_url)}"
     )
-    run_job(storage, job, settings, data=data, as_json=as_json)
+    with holder:
+        run_job(storage, job, settings, data=data, as_json=as_json, holder=holder)
 
 
-def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) -> None:
+def run_job(
+    storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool, holder: Any = None
+) -> None:
     """Drive ``job`` to its end with a progress bar; exit 130 on Ctrl-C, 143 on SIGTERM (both
-    leave the job ``interrupted``), 1 on a failed job."""
+    leave the job ``interrupted``, the trials they cut short uncharged), 1 on a failed or
+    cancelled job or one another process took over. ``holder`` (a ``JobHolder`` holding the
+    job) answers the driver's ``should_stop``."""
     from sparsearch.cli.render import SearchProgress
     from sparsearch.search.driver import SearchDriver
 
@@ -109,19 +141,44 @@ def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) 
                 ray_object_store_mb=settings.ray_object_store_mb,
                 on_progress=bar.update,
                 data=data,
+                should_stop=holder.should_stop if holder is not None else None,
             ).run()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): a graceful stop
+        # The driver has left the job interrupted with its cut-short trials uncharged; this
+        # only covers a stop before its loop began (and writes nothing if the job is not ours).
+        _leave(holder, "interrupted", "interrupted", None, charged=False)
         stopped = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         say(f"{stopped}: resume with {_resume_command(job.id, settings)}")
         code = 143 if isinstance(e, Terminated) else 130
     except SparsearchError as e:
+        from sparsearch.errors import ClusterError
+
+        if isinstance(e, ClusterError):
+            _leave(holder, "interrupted", "interrupted", str(e), charged=True)
+        else:
+            _leave(holder, "failed", "job failed", str(e), charged=True)
         print_error(e.message, e.hint)
         code = 1
         if storage.get_job(job.id).status == "interrupted":  # e.g. the Ray cluster was away
             say(f"job {job.id} is interrupted; resume it with {_resume_command(job.id, settings)}")
+    except BaseException as e:
+        _leave(holder, "failed", "job failed", f"{type(e).__name__}: {e}", charged=True)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if holder is not None and holder.lost:
+        now = storage.get_job(job.id)
+        print_error(
+            f"job {job.id} was taken over by {now.scheduler_id or 'another process'} while this "
+            "search was not sending heartbeats; this search stopped and wrote nothing more",
+            "follow it with `sparsearch status "
+            f"{job.id} --watch --db {masked(settings.database_url)}`",
+        )
+        raise typer.Exit(1)
     doc = job_document(storage, job.id)
+    if code == 0 and doc["status"] == "cancelled":
+        say(f"job {job.id} was cancelled")
+        code = 1
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
@@ -129,9 +186,16 @@ def run_job(storage: Any, job: Any, settings: Any, *, data: Any, as_json: bool) 
     raise typer.Exit(code)
 
 
+def _leave(
+    holder: Any, status: str, trial_reason: str, error: str | None, *, charged: bool
+) -> None:
+    if holder is not None:
+        holder.leave(status, trial_reason, error, charged=charged)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM to a running search: stopped as Ctrl-C stops it (the job ``interrupted``, its
-    in-flight trials ``failed`` "interrupted"), exit status 143."""
+    in-flight trials ``failed`` "interrupted" and uncharged), exit status 143."""
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -155,6 +219,8 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
         "limits": job.config["limits"],
         "budget": job.config["budget"],
         "flash_accounting": job.config.get("flash_accounting", "dense"),
+        "strategy": job.strategy,
+        "screened": job.screened,
         "hypervolume": job.hypervolume,
         "best_accuracy": job.best_accuracy,
         "trials": trials,

@@ -1,0 +1,300 @@
+"""``--strategy`` and ``--space FILE.json`` on ``search`` and ``submit``, ``cancel``, and who
+holds a job: ``search --resume`` refuses a job a live scheduler or another search holds, and
+takes over one whose holder went silent.
+
+Searches here never train: their limits are below the smallest network, so the driver fails the
+job before it starts Ray (exit 1) — what is checked is what reached the stored job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from sparsearch.cli import app
+from sparsearch.space.params import SpaceConfig
+from sparsearch.storage import open_storage
+from sparsearch.vocabulary import STRATEGIES
+
+SPARSEARCH = Path(sys.executable).with_name("sparsearch")
+#: Limits no network of any space fits: the job fails before anything trains.
+TOO_TIGHT = ("--flash", "100", "--ram", "100", "--trials", "2", "--parallel", "1")
+
+
+class Cli:
+    """In-process runner whose settings point into tmp_path."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url = f"sqlite:///{tmp_path / 'cli.db'}"
+        self.artifacts = tmp_path / "artifacts"
+        self.env = {
+            "SPARSEARCH_DATABASE_URL": self.url,
+            "SPARSEARCH_ARTIFACT_DIR": str(self.artifacts),
+            "SPARSEARCH_RAY_ADDRESS": "",
+            "SPARSEARCH_SERVER": None,
+            "SPARSEARCH_HEARTBEAT_SECONDS": None,
+            "SPARSEARCH_STALE_AFTER_SECONDS": None,
+        }
+        self.runner = CliRunner()
+
+    def __call__(self, *args: Any, **env: str | None) -> Any:
+        result = self.runner.invoke(app, [str(a) for a in args], env={**self.env, **env})
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            result.exception,
+            result.output,
+        )
+        return result
+
+    def storage(self) -> Any:
+        return open_storage(self.url, self.artifacts)
+
+    def jobs(self) -> list[Any]:
+        with self.storage() as storage:
+            return storage.list_jobs()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def _clean_failure(result: Any, *needles: str) -> None:
+    everything = result.stdout + result.stderr
+    assert result.exit_code == 2, everything
+    assert "Traceback" not in everything, everything
+    assert "error:" in result.stderr and "hint:" in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, f"{needle!r} not in stderr:\n{result.stderr}"
+    assert result.stdout == ""
+
+
+# -- --space and --strategy --------------------------------------------------------------------
+
+
+def test_a_space_file_and_a_strategy_reach_the_stored_job(cli: Cli, tmp_path: Path) -> None:
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"lr": [0.002, 0.04], "channels": [2, 32], "max_blocks": 2}))
+    result = cli("search", *TOO_TIGHT, "--space", space, "--strategy", "random", "--json")
+    assert result.exit_code == 1, result.output  # the limits, not the options
+    assert "limits too tight" in result.stderr and "strategy random" in result.stderr
+    (job,) = cli.jobs()
+    assert job.strategy == "random" and job.config["strategy"] == "random"
+    assert job.config["space"]["lr"] == [0.002, 0.04]
+    assert job.config["space"]["channels"] == [2, 32] and job.config["space"]["max_blocks"] == 2
+    # Untouched fields keep the defaults.
+    assert job.config["space"]["kernels"] == list(SpaceConfig().kernels)
+    doc = json.loads(result.stdout)
+    assert (doc["strategy"], doc["screened"]) == ("random", 0)
+
+
+def test_without_options_the_job_gets_the_default_strategy(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT)
+    assert result.exit_code == 1, result.output
+    (job,) = cli.jobs()
+    assert job.config["strategy"] == "bo" and job.config["space"]["channels"] == [4, 64]
+
+
+BAD_SPACES = [
+    ("missing", None, ["cannot read --space file", "No such file"]),
+    ("broken", '{"lr": [0.002, 0.04],}', ["is not valid JSON"]),
+    ("not-text", b"\xff\xfe\x00", ["is not valid JSON"]),
+    ("a-list", "[1, 2]", ["space: Input should be a valid dictionary"]),
+    ("unknown-key", '{"learning_rate": [0.01, 0.1]}', ["unknown field space.learning_rate"]),
+    ("bad-type", '{"max_blocks": "two"}', ["space.max_blocks"]),
+    ("out-of-range", '{"channels": [0, 32]}', ["space.channels.0"]),
+    ("inverted", '{"lr": [0.04, 0.002]}', ["lr bounds must satisfy 0 < low < high"]),
+    ("repeated", '{"kernels": [3, 3]}', ["kernels repeats a value"]),
+]
+
+
+@pytest.mark.parametrize("command", ["search", "submit"])
+@pytest.mark.parametrize(("name", "content", "needles"), BAD_SPACES, ids=[b[0] for b in BAD_SPACES])
+def test_a_bad_space_file_is_exit_2_naming_the_file(
+    cli: Cli, tmp_path: Path, command: str, name: str, content: Any, needles: list[str]
+) -> None:
+    path = tmp_path / f"{name}.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    # submit checks the file before it talks to the server (none answers on port 1).
+    extra = ["--server", "http://127.0.0.1:1"] if command == "submit" else []
+    result = cli(command, "--space", path, *extra)
+    _clean_failure(result, str(path), *needles)
+    assert cli.jobs() == []
+
+
+def test_an_unknown_strategy_is_a_usage_error_listing_the_choices(cli: Cli) -> None:
+    for command in ("search", "submit"):
+        result = cli(command, "--strategy", "annealing")
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert all(name in result.stderr for name in STRATEGIES), result.stderr
+    assert cli.jobs() == []
+
+
+def test_help_lists_the_strategies_with_their_descriptions(cli: Cli) -> None:
+    for command in ("search", "submit"):
+        text = " ".join(cli(command, "--help").stdout.split())
+        for s in STRATEGIES.values():
+            assert s.name in text
+        assert "--space" in text and "FILE.json" in text
+    assert "NSGA-II" in " ".join(cli("search", "--help").stdout.split())
+
+
+def test_resume_does_not_take_new_search_options(cli: Cli, tmp_path: Path) -> None:
+    result = cli("search", "--resume", "abc", "--strategy", "random")
+    _clean_failure(result, "a resumed job keeps its own")
+
+
+# -- who holds a job ---------------------------------------------------------------------------
+
+
+def _tight_job(storage: Any) -> Any:
+    from sparsearch.jobconfig import JobConfig
+
+    cfg = JobConfig.create(dataset="digits", flash_bytes=100, ram_bytes=100, trials=2)
+    return storage.create_job(dataset="digits", config=cfg.to_dict())
+
+
+@pytest.mark.parametrize("kind", ["scheduler", "cli"])
+def test_resume_refuses_a_job_a_live_holder_holds(cli: Cli, kind: str) -> None:
+    with cli.storage() as storage:
+        job = _tight_job(storage)
+        holder = storage.register_scheduler(host="node-7", pid=4242, kind=kind)
+        claimed = storage.claim_job(job.id, scheduler_id=holder, stale_after=60)
+    result = cli("search", "--resume", job.id)
+    _clean_failure(result, f"job {job.id} is running under", holder, "pid 4242", "node-7")
+    assert "cancel" in result.stderr
+    with cli.storage() as storage:
+        after = storage.get_job(job.id)
+        assert (after.status, after.scheduler_id) == ("running", holder)
+        assert after.heartbeat_at == claimed.heartbeat_at  # nothing touched it
+        assert len(storage.list_claims(job.id)) == 1
+
+
+def test_resume_takes_over_a_job_whose_holder_went_silent(cli: Cli) -> None:
+    with cli.storage() as storage:
+        job = _tight_job(storage)
+        dead = storage.register_scheduler(host="desk", pid=99, kind="cli")
+        storage.claim_job(job.id, scheduler_id=dead, stale_after=60)
+    time.sleep(0.5)
+    result = cli("search", "--resume", job.id, SPARSEARCH_STALE_AFTER_SECONDS="0.3")
+    assert result.exit_code == 1, result.output  # claimed, then failed by its limits
+    assert "limits too tight" in result.stderr
+    with cli.storage() as storage:
+        claims = storage.list_claims(job.id)
+        assert [c.scheduler_id for c in claims][0] == dead
+        assert claims[-1].scheduler_id.startswith("cli:") and claims[-1].scheduler_id != dead
+        assert claims[-1].previous_status == "interrupted"
+        assert storage.get_job(job.id).status == "failed"
+    # The run let go of its hold: its holder row (a CLI's) is marked stopped.
+    with closing(sqlite3.connect(cli.url.removeprefix("sqlite:///"))) as conn:
+        kind, stopped = conn.execute(
+            "SELECT kind, stopped_at FROM schedulers WHERE id = ?", (claims[-1].scheduler_id,)
+        ).fetchone()
+    assert kind == "cli" and stopped is not None
+
+
+def test_cancel_a_local_job(cli: Cli) -> None:
+    with cli.storage() as storage:
+        queued = _tight_job(storage)
+        running = _tight_job(storage)
+        storage.claim_job(running.id, scheduler_id="cli:h:1:aa", stale_after=60)
+    result = cli("cancel", queued.id)
+    assert result.exit_code == 0 and f"job {queued.id} cancelled" in result.stderr
+    result = cli("cancel", running.id, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["cancel_requested"] is True
+    with cli.storage() as storage:
+        assert storage.get_job(queued.id).status == "cancelled"
+        assert storage.is_cancel_requested(running.id)
+    result = cli("cancel", queued.id)
+    _clean_failure(result, "already cancelled")
+
+
+# -- submit to a server ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_submit_sends_the_space_file_and_the_strategy(tmp_path: Path) -> None:
+    """A real `serve --no-scheduler` (no training): the job it stores has both."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")}
+    env |= {
+        "SPARSEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
+        "SPARSEARCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "SPARSEARCH_AUTH": "off",
+    }
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [SPARSEARCH, "serve", "--no-scheduler", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, "the server did not start in 60 s"
+            time.sleep(0.3)
+        space = tmp_path / "space.json"
+        space.write_text('{"lr": [0.002, 0.04], "channels": [2, 32]}')
+        args = ["submit", "--server", url, "--space", str(space), "--strategy", "nsga2"]
+        sub = subprocess.run(
+            [SPARSEARCH, *args, "--json"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert sub.returncode == 0, sub.stderr
+        job = json.loads(sub.stdout)
+        assert job["strategy"] == "nsga2" and "strategy nsga2" in sub.stderr
+        assert job["progress"]["screened"] == 0
+        stored = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
+        assert stored["strategy"] == "nsga2"
+        with open_storage(env["SPARSEARCH_DATABASE_URL"], tmp_path / "artifacts") as storage:
+            cfg = storage.get_job(job["id"]).config
+        assert cfg["space"]["lr"] == [0.002, 0.04] and cfg["space"]["channels"] == [2, 32]
+        cancel = subprocess.run(
+            [SPARSEARCH, "cancel", job["id"], "--server", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert cancel.returncode == 0 and "cancelled" in cancel.stderr, cancel.stderr
+        status = subprocess.run(
+            [SPARSEARCH, "status", job["id"], "--server", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert "cancelled · nsga2 ·" in status.stdout and "screened 0" in status.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
