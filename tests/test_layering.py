@@ -33,7 +33,7 @@ VIOLATIONS = {
         "def _f():\n    import ray",
         "Ray only in",
     ),
-    "api imports Ax": ("api/deps.py", "import ax", "Only search/ talks to Ax"),
+    "api imports BoTorch": ("api/deps.py", "import botorch", "Only search/ talks to the optimizer"),
     "cli imports SQLAlchemy": ("cli/common.py", "import sqlalchemy", "Only storage/ talks SQL"),
     "storage imports FastAPI": ("storage/jobs.py", "import fastapi", "Only api/ talks HTTP"),
     "api imports the service": ("api/app.py", "import sparsearch.service.process", "Layers"),

@@ -32,6 +32,7 @@ class Lookahead:
         self._cond = threading.Condition()
         self._ready: deque[Proposal] = deque()
         self._inflight: dict[int, dict[str, Any]] = {}  # trial index -> params
+        self._taken: list[dict[str, Any]] = []  # handed to the driver, not yet started
         self._error: BaseException | None = None
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -60,30 +61,38 @@ class Lookahead:
 
     def take(self, timeout: float) -> Proposal | None:
         """The next candidate, or None if none is ready within ``timeout`` seconds (the caller
-        checks for a stop and tries again). Re-raises what the generator thread raised."""
+        checks for a stop and tries again). Re-raises what the generator thread raised. The
+        caller reports the candidate ``started``: until then it counts as pending."""
         if self._depth == 0:
             with self._cond:
                 if self._ready:
-                    return self._ready.popleft()
+                    proposal = self._ready.popleft()
+                    self._taken.append(proposal.params)
+                    return proposal
             with self._ask_lock:
                 batch = self._strategy.ask(1, self.pending())
             if not batch:
                 raise Exhausted()
+            with self._cond:
+                self._taken.append(batch[0].params)
             return batch[0]
         with self._cond:
             if not self._ready and self._error is None:
                 self._cond.wait(timeout)
-            if self._error is not None:
-                raise self._error
             if not self._ready:
+                if self._error is not None:  # after the candidates made before it
+                    raise self._error
                 return None
             proposal = self._ready.popleft()
+            self._taken.append(proposal.params)  # still pending until it has started
             self._cond.notify_all()  # a slot in the lookahead is free
             return proposal
 
     def started(self, index: int, params: dict[str, Any]) -> None:
         with self._cond:
             self._inflight[index] = params
+            if params in self._taken:
+                self._taken.remove(params)
             self._cond.notify_all()
 
     def finished(self, index: int, result: Result | None) -> None:
@@ -102,7 +111,7 @@ class Lookahead:
 
     def pending(self) -> list[dict[str, Any]]:
         with self._cond:
-            return [*self._inflight.values(), *(p.params for p in self._ready)]
+            return [*self._inflight.values(), *self._taken, *(p.params for p in self._ready)]
 
     # -- the generator thread ------------------------------------------------------------------
 
