@@ -3,7 +3,9 @@
 ``lower`` mirrors what the litert-torch int8 export produces for our sequential CNNs (checked
 against the measured table in DESIGN.md): BatchNorm folded into conv biases, ReLU fused, an
 explicit PAD before a stride-2 conv whose PyTorch padding differs from TFLite's SAME padding, a
-TRANSPOSE before the flatten (torch flattens NCHW), MEAN for global average pooling.
+TRANSPOSE before the flatten (torch flattens NCHW), MEAN for global average pooling. A 1-D
+model (one-row input) lowers to the same operators with 1 x k windows: CONV_2D and
+DEPTHWISE_CONV_2D of 1 x k filters, MAX_POOL_2D 1 x 2, PAD along the width only.
 ``plan_greedy`` reimplements tflite-micro's GreedyMemoryPlanner, so activation_bytes is the
 arena head the runtime will really ask for, not the max(input + output) lower bound.
 """
@@ -70,7 +72,10 @@ def _numel(shape: tuple[int, int, int]) -> int:
 def _needs_pad(layer: Layer) -> bool:
     # PyTorch pads k//2 on both sides; TFLite SAME pads the extra row at the bottom only. They
     # agree for stride 1 and for stride 2 on odd sizes; otherwise the converter emits PAD + VALID.
+    # A 1-D layer (1 x k, stride 1 x 2) is padded and strided along the width only.
     _, h, w = layer.in_shape
+    if layer.one_d:
+        return layer.stride == 2 and layer.kernel > 1 and w % 2 == 0
     return layer.stride == 2 and layer.kernel > 1 and (h % 2 == 0 or w % 2 == 0)
 
 
@@ -87,13 +92,13 @@ def lower(layers: Sequence[Layer], channels_last_input: bool = True) -> Graph:
         if layer.kind in ("conv", "dwconv"):
             if _needs_pad(layer):
                 c, h, w = layer.in_shape
-                p = layer.kernel // 2
-                x = g.op("PAD", [x, g.add(32, const=True)], c * (h + 2 * p) * (w + 2 * p))
+                ph, pw = layer.padding_hw
+                x = g.op("PAD", [x, g.add(32, const=True)], c * (h + 2 * ph) * (w + 2 * pw))
             weights = g.add(layer.weights, const=True, channels=co)
             bias = g.add(4 * co, const=True, channels=co)
             code = "DEPTHWISE_CONV_2D" if layer.kind == "dwconv" else "CONV_2D"
             x = g.op(code, [x, weights, bias], n_out, channels=co)
-        elif layer.kind == "maxpool":
+        elif layer.kind == "maxpool":  # 2x2, or 1x2 on a 1-D layer: n_out says which
             x = g.op("MAX_POOL_2D", [x], n_out)
         elif layer.kind == "gap":
             # reduce.cc Prepare: int32 accumulators per output, plus input-iterator and

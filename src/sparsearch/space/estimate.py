@@ -8,7 +8,8 @@ Model (see DESIGN.md, "The numbers the product promises"):
   output channel, ReLU fused, PAD / TRANSPOSE / RESHAPE / MEAN where the converter adds them;
 - ``activation_bytes``: TFLM's greedy arena plan of that graph (exact on the measured table);
 - ``ram_bytes`` = activation_bytes + the runtime's persistent tail;
-- ``flash_bytes`` = constant data (weights, biases, shape operands) + flatbuffer overhead.
+- ``flash_bytes`` = constant data (weights, biases, shape operands) + flatbuffer overhead;
+- a one-row model input (``_shapes``: 1 x k convs, 1 x 2 pooling) is costed by the same rules.
 The overhead constants are fitted to the four nets measured in DESIGN.md's table (litert-torch
 0.10 int8 export, tflite-micro recording allocator on a 64-bit host). Fit residuals: flash
 +2.6 / +0.8 / +7.6 / -9.8 %, tail 0 / +12 / 0 / -12 B, head exact, for rows 1-4.

@@ -25,7 +25,8 @@ HEAD_POOLS: tuple[str, ...] = ("gap", "flatten")
 class BlockSpec:
     """One block: a conv (k x k) or depthwise-separable conv (k x k depthwise + 1x1 pointwise),
     BatchNorm + ReLU after each conv, then optional downsampling: ``stride`` (stride 2 in the
-    k x k conv) or ``pool`` (2x2 max-pool after the block)."""
+    k x k conv) or ``pool`` (2x2 max-pool after the block). On a one-row model input the block
+    is 1-D: 1 x k kernels, stride 2 and a 1 x 2 max-pool along the length only."""
 
     kind: BlockKind
     kernel: int
