@@ -263,3 +263,19 @@ def test_an_exhausted_space_completes_with_what_it_found(storage):
     final = SearchDriver(storage, job.id, runner=FakeRunner(), strategy=Finite).run()
     assert final.status == "completed"
     assert len(storage.list_trials(job.id)) == 2
+
+
+def test_a_design_that_finds_nothing_feasible_in_its_draw_budget_says_so():
+    from sparsearch.search.screen import LimitsTooTight
+
+    cfg = JobConfig.create(dataset="digits", flash_bytes=5000, ram_bytes=3000, trials=4)
+    screen = Screen(cfg, DIGITS, 10)
+    big = {"n_blocks": 3, "b1_channels": 64, "b2_channels": 64}
+    draws = iter(range(10**9))
+
+    def draw():  # 24 distinct networks, every one over the limits, drawn again and again
+        return {**big, "b0_channels": 40 + next(draws) % 24}
+
+    with pytest.raises(LimitsTooTight, match=r"drew \d+ candidates and none fits .*smallest flash"):
+        screen.feasible(draw, 2)
+    assert screen.screened == 24  # each distinct candidate screened once, repeats skipped
