@@ -101,3 +101,39 @@ def test_leave_ends_a_job_still_held_without_charging_a_graceful_stop(
         holder.leave("completed", "x", None, charged=True)
         holder.leave("failed", "y", "z", charged=True)  # no longer held: nothing written
     assert storage.get_job(job.id).status == "completed"
+
+
+def test_a_scheduler_stopped_before_its_driver_ran_leaves_trials_uncharged(
+    storage: Storage, tmp_path, monkeypatch
+) -> None:
+    """SIGTERM (KeyboardInterrupt) while the scheduler still holds the job: its own clean-up
+    fails the in-flight trials uncharged (a graceful stop), the job interrupted; a crash's
+    clean-up (any other error) leaves them charged."""
+    from service_helpers import settings_for
+
+    from sparsearch.service import Scheduler
+
+    def drive(stop: type[BaseException]):
+        def _drive(self, job_id: str) -> None:
+            _trial(storage, job_id, 0)
+            raise stop("stopped")
+
+        return _drive
+
+    job = storage.create_job(dataset="digits", config={})
+    with Scheduler(settings_for(tmp_path, ""), storage) as scheduler:
+        monkeypatch.setattr(Scheduler, "_drive", drive(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            scheduler.run_once()
+    assert storage.get_job(job.id).status == "interrupted"
+    (trial,) = storage.list_trials(job.id)
+    assert (trial.status, trial.error, trial.charged) == ("failed", "interrupted", False)
+
+    storage.set_job_status(job.id, "cancelled")  # out of the way of the next claim
+    other = storage.create_job(dataset="digits", config={})
+    with Scheduler(settings_for(tmp_path, ""), storage) as scheduler:
+        monkeypatch.setattr(Scheduler, "_drive", drive(RuntimeError))
+        assert scheduler.run_once() is True
+    assert storage.get_job(other.id).status == "failed"
+    (trial,) = storage.list_trials(other.id)
+    assert (trial.status, trial.error, trial.charged) == ("failed", "job failed", True)
