@@ -359,7 +359,7 @@ def test_limits_below_the_smallest_network_fail_the_job(
     everything = proc.stdout + proc.stderr
     assert proc.returncode != 0, everything
     assert "Traceback" not in everything, everything
-    assert "limits too tight for this space: smallest estimate" in proc.stderr
+    assert "limits too tight for this space, even pruned" in proc.stderr
     rows = job_rows(db_file)
     assert len(rows) == 1 and rows[0][1] == "failed", rows
     if as_json:

@@ -59,8 +59,9 @@ class Codec:
             if d.name == "prune_level" and full.get("prune_method", NO_PRUNING) == NO_PRUNING:
                 continue
             out[d.name] = full[d.name]
-        if "lr" in out:
-            out["lr"] = float(f"{float(out['lr']):.3g}")
+        if "lr" in out:  # rounded, but never out of the space's bounds
+            lo, hi = self.space.lr
+            out["lr"] = min(hi, max(lo, float(f"{float(out['lr']):.3g}")))
         if "prune_level" in out:  # widths change in steps far coarser than 0.005
             out["prune_level"] = round(float(out["prune_level"]), 2)
         return out
@@ -148,6 +149,8 @@ def _position(d: ParamDef, v: Any) -> float:
         n = len(d.values)
         return d.values.index(v) / (n - 1) if n > 1 and v in d.values else 0.0
     lo, hi = d.bounds  # type: ignore[misc]
+    if hi <= lo:  # a range of one value (say n_blocks with max_blocks 1)
+        return 0.0
     if d.log:
         return (math.log(float(v)) - math.log(lo)) / (math.log(hi) - math.log(lo))
     return (float(v) - lo) / (hi - lo)

@@ -163,8 +163,8 @@ class SearchDriver:
             runner = self._runner or self._ray_runner()
             data_ref = runner.put(data)
             self._loop(state, runner, data_ref)
-        except _Stop as stop:
-            self._abort(state, runner, stop.status, None)
+        except _Stop as stop:  # cancelled trials say so; interrupted ones, "interrupted"
+            self._abort(state, runner, stop.status, None, reason=stop.status)
             return self.storage.get_job(self.job.id)
         except KeyboardInterrupt:
             self._abort(state, runner, "interrupted", None)
@@ -425,7 +425,15 @@ class SearchDriver:
         )
         self.progress.hypervolume, self.progress.best_accuracy = hv, best
 
-    def _abort(self, state: _State, runner: Any, job_status: str, error: str | None) -> None:
+    def _abort(
+        self,
+        state: _State,
+        runner: Any,
+        job_status: str,
+        error: str | None,
+        *,
+        reason: str = INTERRUPTED,
+    ) -> None:
         """Stop in-flight work and leave the database consistent (never half-written). The
         trials cut short are failed "interrupted" and not charged: the job's own stop, not
         the candidates, ended them."""
@@ -436,7 +444,7 @@ class SearchDriver:
         if job_status == LOST:
             return  # another scheduler owns the job (and its trial rows) now
         try:
-            self.storage.fail_unfinished_trials(self.job.id, INTERRUPTED, charged=False)
+            self.storage.fail_unfinished_trials(self.job.id, reason, charged=False)
             if hasattr(self, "screen"):
                 self.storage.update_job_summary(
                     self.job.id,

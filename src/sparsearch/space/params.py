@@ -113,8 +113,9 @@ def parameters(space: SpaceConfig) -> list[ParamDef]:
     """The search dimensions of ``space``; choices with a single value are left out (fixed)."""
     defs: list[ParamDef] = [
         ParamDef("input_scale", "float", values=space.input_scales, ordered=True),
-        ParamDef("n_blocks", "int", bounds=(1, space.max_blocks)),
     ]
+    if space.max_blocks > 1:  # one block: n_blocks is fixed (decode's default)
+        defs.append(ParamDef("n_blocks", "int", bounds=(1, space.max_blocks)))
     for i in range(space.max_blocks):
         defs += [
             ParamDef(f"b{i}_type", "str", values=BLOCK_KINDS),

@@ -159,14 +159,19 @@ class BoStrategy:
         key = self._codec.key
         out = {key(p): p for p in self._pool if key(p) not in exclude}
         parents = self._parents(completed)
+        rejected: set[str] = set()  # screened once per ask, not again
         tries = 0
         while parents and len(out) < len(self._pool) + LOCAL_SIZE and tries < 4 * LOCAL_SIZE:
             tries += 1
             parent = parents[tries % len(parents)]
             child = self._codec.mutate(parent, self._rng, changes=self._rng.choice((1, 1, 2)))
             ck = key(child)
-            if ck not in exclude and ck not in out and self._screen.fits(child):
+            if ck in exclude or ck in out or ck in rejected:
+                continue
+            if self._screen.fits(child):
                 out[ck] = child
+            else:
+                rejected.add(ck)
         return list(out.values())
 
     def _parents(self, completed: list[Result]) -> list[dict[str, Any]]:
