@@ -298,3 +298,104 @@ def test_submit_sends_the_space_file_and_the_strategy(tmp_path: Path) -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+# -- a real local search: cancel it, kill it ---------------------------------------------------
+
+
+def _search_env(tmp_path: Path, ray_address: str, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")}
+    return env | {
+        "SPARSEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+        "SPARSEARCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "SPARSEARCH_RAY_ADDRESS": ray_address,
+        "SPARSEARCH_HEARTBEAT_SECONDS": "0.3",
+        **more,
+    }
+
+
+def _start_search(env: dict[str, str], trials: int) -> subprocess.Popen:
+    args = ["--flash", "24KiB", "--ram", "6KiB", "--trials", str(trials), "--parallel", "1"]
+    return subprocess.Popen(
+        [SPARSEARCH, "search", *args, "--epochs", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for_a_running_trial(env: dict[str, str], proc: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 180
+    with open_storage(env["SPARSEARCH_DATABASE_URL"], env["SPARSEARCH_ARTIFACT_DIR"]) as storage:
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial started within 180 s"
+            jobs = storage.list_jobs()
+            if jobs and storage.list_trials(jobs[0].id, status="running"):
+                return jobs[0].id
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_local_search(tmp_path: Path, ray_address: str) -> None:
+    env = _search_env(tmp_path, ray_address)
+    proc = _start_search(env, trials=20)
+    try:
+        job_id = _wait_for_a_running_trial(env, proc)
+        cancel = subprocess.run(
+            [SPARSEARCH, "cancel", job_id], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert cancel.returncode == 0 and "cancel requested" in cancel.stderr, cancel.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert f"job {job_id} was cancelled" in err and "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled"
+    trials = doc["trials"]
+    assert not [t for t in trials if t["status"] in ("queued", "running")]
+    cut = [t for t in trials if t["status"] == "failed" and not t["charged"]]
+    assert cut, trials  # the in-flight trial: failed, not charged
+    assert sum(t["status"] in ("completed", "failed") and t["charged"] for t in trials) < 20
+
+
+@pytest.mark.slow
+def test_a_killed_local_search_is_refused_then_taken_over_by_resume(
+    tmp_path: Path, ray_address: str
+) -> None:
+    env = _search_env(tmp_path, ray_address, SPARSEARCH_STALE_AFTER_SECONDS="3")
+    proc = _start_search(env, trials=2)
+    try:
+        job_id = _wait_for_a_running_trial(env, proc)
+    finally:
+        proc.kill()  # SIGKILL: no clean-up, no more heartbeats
+        proc.wait()
+    refused = subprocess.run(
+        [SPARSEARCH, "search", "--resume", job_id], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "a local `sparsearch search` (cli:" in refused.stderr
+    assert f"pid {proc.pid}" in refused.stderr and "hint:" in refused.stderr
+    time.sleep(3.5)  # the dead holder's heartbeat goes stale
+    resumed = subprocess.run(
+        [SPARSEARCH, "search", "--resume", job_id, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    doc = json.loads(resumed.stdout)
+    assert doc["status"] == "completed"
+    lost = [t for t in doc["trials"] if t["error"] == "scheduler lost"]
+    assert lost and all(t["status"] == "failed" and t["charged"] for t in lost)  # a crash counts
+    assert sum(t["status"] in ("completed", "failed") and t["charged"] for t in doc["trials"]) == 2
+    with open_storage(env["SPARSEARCH_DATABASE_URL"], env["SPARSEARCH_ARTIFACT_DIR"]) as storage:
+        claims = storage.list_claims(job_id)
+    assert [c.previous_status for c in claims] == ["queued", "interrupted"]
+    assert all(c.scheduler_id.startswith("cli:") for c in claims)
+    assert f":{proc.pid}:" in claims[0].scheduler_id
