@@ -184,7 +184,7 @@ class JobConfig:
             flash_accounting=d.get("flash_accounting", "dense"),
             space=space,
             train_limit=d.get("train_limit"),
-            # Jobs stored before strategies existed ran Ax's BO: the same strategy name.
+            # Jobs stored before strategies existed ran Bayesian optimization (then on Ax).
             strategy=d.get("strategy", DEFAULT_STRATEGY),
         )
 

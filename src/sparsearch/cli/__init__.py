@@ -1,7 +1,7 @@
 """The ``sparsearch`` command line (Typer + Rich), assembled from one module per command group.
 
 ``common`` holds what the groups share; the groups never import this module, so there is no
-cycle. Heavy libraries (torch, Ray, Ax) are imported inside commands, so ``sparsearch --help``
+cycle. Heavy libraries (torch, Ray, BoTorch) are imported inside commands, so ``sparsearch --help``
 starts fast. Every SparsearchError becomes a two-line message (what, then what to do) and exit
 code 2; any other exception becomes ``error:`` / ``hint:`` too (exit 1), with the traceback
 only under ``--debug`` or ``SPARSEARCH_LOG_LEVEL=DEBUG``.

@@ -35,7 +35,7 @@ class SearchProgress:
             console=console,
             transient=False,
         )
-        self._task = self._bar.add_task("search", total=budget, stats="starting Ray and Ax ...")
+        self._task = self._bar.add_task("search", total=budget, stats="starting Ray ...")
 
     def __enter__(self) -> SearchProgress:
         self._bar.__enter__()

@@ -1,6 +1,6 @@
 """Service commands: ``serve`` (the API plus a supervised scheduler) and ``scheduler``.
 
-Like the rest of the CLI, nothing heavy (torch, Ray, Ax, FastAPI, uvicorn) is imported until a
+Like the rest of the CLI, nothing heavy (torch, Ray, BoTorch, FastAPI, uvicorn) is imported until a
 command runs."""
 
 from __future__ import annotations

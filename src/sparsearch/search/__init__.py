@@ -1,4 +1,5 @@
-"""The search driver: Ax multi-objective ask/tell, Ray dispatch, Pareto front and hypervolume.
+"""The search: the driver (Ray dispatch, resume), the known-constraint screen, the strategies
+behind one protocol, candidates generated ahead (lookahead), Pareto front and hypervolume.
 
-Import the pieces from their modules (``sparsearch.search.driver``); this package keeps Ax and
-Ray out of anything that only needs the front or hypervolume helpers."""
+Import the pieces from their modules (``sparsearch.search.driver``); this package imports
+nothing itself, so the front and hypervolume helpers load without BoTorch, Optuna or Ray."""

@@ -1,11 +1,11 @@
 """The search space as plain parameter definitions, and the decoding of a point into a candidate.
 
-``space/`` owns what a configuration means; ``search/`` turns these definitions into Ax
-parameters. Encoding: a fixed maximum of ``max_blocks`` blocks, each with its own settings, and
-``n_blocks`` saying how many are used. Settings of unused blocks are inactive: ``decode`` ignores
-them, so two points that differ only there describe the same network (an honest, flat encoding;
-Ax's hierarchical parameters are not used because the BoTorch model then sees a masked space it
-cannot fit as well with so few trials).
+``space/`` owns what a configuration means; ``search/`` (its codec) turns these definitions into
+numbers for its strategies. Encoding: a fixed maximum of ``max_blocks`` blocks, each with its own
+settings, and ``n_blocks`` saying how many are used. Settings of unused blocks are inactive:
+``decode`` ignores them, the codec drops them from a point's canonical form and encodes them as
+zeros for the model, so two points that differ only there are the same trial (a flat, honest
+encoding).
 """
 
 from __future__ import annotations
