@@ -40,7 +40,7 @@ def test_a_cli_run_holds_its_job_with_heartbeats(storage: Storage) -> None:
         assert storage.holds_job(job.id, holder.id)
         assert storage.scheduler_state(stale_after=60) == "none"  # not a scheduler
         # Another run cannot take it while the heartbeats are fresh.
-        other = JobHolder(storage, _settings())
+        other = JobHolder(storage, _settings(stale_after_seconds=30))
         with pytest.raises(HeldError, match=holder.id):
             other.claim(job.id)
         other.close()
