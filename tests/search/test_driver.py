@@ -221,9 +221,11 @@ def test_a_graceful_stop_leaves_trials_uncharged_and_resume_replays_and_redoes_t
         recording.append(Recording(screen))
         return recording[0]
 
+    screened_before = storage.get_job(job.id).screened
     runner = FakeRunner()
     final = SearchDriver(storage, job.id, runner=runner, strategy=factory).run()
     assert final.status == "completed"
+    assert final.screened >= screened_before  # the count goes on from the stored one
     told_first = recording[0].told[: len(done)]
     assert [r.params for r in told_first] == [t.params for t in done]  # the replay
     assert all(r.accuracy == t.accuracy for r, t in zip(told_first, done, strict=True))
@@ -279,3 +281,29 @@ def test_a_design_that_finds_nothing_feasible_in_its_draw_budget_says_so():
     with pytest.raises(LimitsTooTight, match=r"drew \d+ candidates and none fits .*smallest flash"):
         screen.feasible(draw, 2)
     assert screen.screened == 24  # each distinct candidate screened once, repeats skipped
+
+
+def test_a_resumed_job_keeps_counting_screened_candidates_from_its_stored_count(storage):
+    job, _ = _job(storage, flash_bytes=5000, ram_bytes=3000, trials=4, parallel=1)
+    first = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0))
+    first._should_stop = lambda: "interrupted" if first.progress.completed >= 2 else None
+    first.run()
+    screened = storage.get_job(job.id).screened
+    assert screened > 0
+
+    class Replaying:  # proposes what the first run trained, re-screening nothing
+        name = "replaying"
+
+        def __init__(self, screen):
+            self.points = [t.params for t in storage.list_trials(job.id)]
+            self.points += [{**p, "lr": 0.003} for p in self.points]
+
+        def ask(self, k, pending):
+            return [Proposal(self.points.pop(), "replaying:list")]
+
+        def tell(self, result):
+            pass
+
+    final = SearchDriver(storage, job.id, runner=FakeRunner(), strategy=Replaying).run()
+    assert final.status == "completed"
+    assert final.screened == screened

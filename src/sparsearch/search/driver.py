@@ -128,6 +128,7 @@ class SearchDriver:
         self.progress = Progress(
             job_id=job_id,
             budget=self.cfg.budget.trials,
+            screened=self.job.screened,
             wait_seconds=[0.0] * parallel,
             busy_seconds=[0.0] * parallel,
         )
@@ -157,7 +158,9 @@ class SearchDriver:
         state = _State()
         runner = None
         try:
-            self.screen = Screen(self.cfg, self._input_shape, self._num_classes)
+            self.screen = Screen(
+                self.cfg, self._input_shape, self._num_classes, screened=self.job.screened
+            )
             self.screen.check_reachable()
             self._lookahead = self._start_strategy(state)
             runner = self._runner or self._ray_runner()

@@ -49,13 +49,21 @@ class Screen:
 
     Thread-safe counters: a generator thread and the driver both use it."""
 
-    def __init__(self, cfg: JobConfig, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(
+        self,
+        cfg: JobConfig,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        screened: int = 0,
+    ) -> None:
+        """``screened``: the count so far (a resumed job goes on from its stored one)."""
         self.cfg = cfg
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.codec = Codec(cfg.space)
         self._lock = threading.Lock()
-        self._screened = 0
+        self._screened = screened
         self._smallest: dict[str, int] = {}
         self._cache: dict[str, Costs | None] = {}
 
