@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ def run_job(
     from sparsearch.search.driver import SearchDriver
 
     code = 0
+    _sigterm.clear()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with SearchProgress(err, job.config["budget"]["trials"]) as bar:
@@ -147,9 +149,12 @@ def run_job(
         # The driver has left the job interrupted with its cut-short trials uncharged; this
         # only covers a stop before its loop began (and writes nothing if the job is not ours).
         _leave(holder, "interrupted", "interrupted", None, charged=False)
-        stopped = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        # Ray's wait turns the handler's exception into a plain KeyboardInterrupt: the flag
+        # says which signal it was.
+        terminated = isinstance(e, Terminated) or _sigterm.is_set()
+        stopped = "terminated (SIGTERM)" if terminated else "interrupted"
         say(f"{stopped}: resume with {_resume_command(job.id, settings)}")
-        code = 143 if isinstance(e, Terminated) else 130
+        code = 143 if terminated else 130
     except SparsearchError as e:
         from sparsearch.errors import ClusterError
 
@@ -198,8 +203,13 @@ class Terminated(KeyboardInterrupt):
     in-flight trials ``failed`` "interrupted" and uncharged), exit status 143."""
 
 
+#: Set when SIGTERM arrived during ``run_job``.
+_sigterm = threading.Event()
+
+
 def _terminate(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a second SIGTERM must not cut it
+    _sigterm.set()
     raise Terminated
 
 

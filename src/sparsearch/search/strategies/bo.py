@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 #: Feasible Sobol points drawn once per job for the acquisition pool.
 POOL_SIZE = 1500
 #: Mutations of the current best points added to the pool at every ask.
-LOCAL_SIZE = 300
-#: L-BFGS iterations per GP fit (warm-started fits converge in far fewer).
-FIT_MAX_ITER = 75
+LOCAL_SIZE = 200
+#: L-BFGS iterations of a cold GP fit, and of a fit warm-started from the last hyperparameters.
+FIT_MAX_ITER, WARM_FIT_MAX_ITER = 75, 30
 
 
 def initial_design_size(budget: int) -> int:
@@ -55,11 +55,16 @@ class BoStrategy:
         self._draw = sobol_draw(self._codec, seed)
         self._rng = random.Random(seed)
         self._told: dict[str, Result] = {}  # key -> result, in told order
-        self._pool: list[dict[str, Any]] | None = None
+        self._pool: dict[str, dict[str, Any]] | None = None  # key -> point
         lim = screen.cfg.limits
         self._limits = (lim.flash_bytes, lim.ram_bytes)
         self._chance = 1.0 / max(2, screen.num_classes)
         self._hyper: dict[str, Any] | None = None  # the last fit's GP hyperparameters
+        self._fitted_at = 0  # completed results when the hyperparameters were last optimized
+        # Hyperparameters are optimized again after this many new results; in between, the GP
+        # is conditioned on the new data with the last ones (one fit per `parallel` asks).
+        self._refit_every = max(1, parallel)
+        self._rows: dict[str, list[float]] = {}  # feature rows by candidate key
         self.last_fit_seconds: float | None = None  # for benchmarks/generation_cost.py
 
     # -- the protocol --------------------------------------------------------------------------
@@ -120,7 +125,8 @@ class BoStrategy:
         return [pool[i] for i in picked]
 
     def _fit(self, x: Any, y: Any) -> Any:
-        """The accuracy GP, its hyperparameters warm-started from the previous fit."""
+        """The accuracy GP: hyperparameters optimized (warm-started from the previous ones)
+        every ``parallel`` new results, reused in between."""
         import torch
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
@@ -131,17 +137,22 @@ class BoStrategy:
             warnings.simplefilter("ignore")
             torch.manual_seed(self._seed + len(x))
             gp = SingleTaskGP(x, y)
-            if self._hyper is not None:
+            warm = self._hyper is not None
+            if warm:
                 gp.load_state_dict(self._hyper, strict=False)
-            try:
-                fit_gpytorch_mll(
-                    ExactMarginalLogLikelihood(gp.likelihood, gp),
-                    optimizer_kwargs={"options": {"maxiter": FIT_MAX_ITER}},
-                )
-            except Exception:  # noqa: BLE001 - a failed fit from a warm start: start cold
-                log.debug("warm-started GP fit failed; fitting from scratch", exc_info=True)
-                gp = SingleTaskGP(x, y)
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+            if not warm or len(x) - self._fitted_at >= self._refit_every:
+                self._fitted_at = len(x)
+                try:
+                    fit_gpytorch_mll(
+                        ExactMarginalLogLikelihood(gp.likelihood, gp),
+                        optimizer_kwargs={
+                            "options": {"maxiter": WARM_FIT_MAX_ITER if warm else FIT_MAX_ITER}
+                        },
+                    )
+                except Exception:  # noqa: BLE001 - a failed fit from a warm start: start cold
+                    log.debug("warm-started GP fit failed; fitting from scratch", exc_info=True)
+                    gp = SingleTaskGP(x, y)
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
         # Hyperparameters only: the outcome transform's statistics belong to these data.
         self._hyper = {
             k: v.clone()
@@ -155,13 +166,14 @@ class BoStrategy:
     def _candidates(self, completed: list[Result], exclude: set[str]) -> list[dict[str, Any]]:
         """Feasible, untried points: the Sobol pool plus mutations of the best trials."""
         if self._pool is None:
-            self._pool = self._screen.feasible(self._draw, POOL_SIZE, what="the pool")
+            pool = self._screen.feasible(self._draw, POOL_SIZE, what="the pool")
+            self._pool = {self._codec.key(p): p for p in pool}
         key = self._codec.key
-        out = {key(p): p for p in self._pool if key(p) not in exclude}
+        out = {k: p for k, p in self._pool.items() if k not in exclude}
         parents = self._parents(completed)
         rejected: set[str] = set()  # screened once per ask, not again
         tries = 0
-        while parents and len(out) < len(self._pool) + LOCAL_SIZE and tries < 4 * LOCAL_SIZE:
+        while parents and len(out) < len(self._pool) + LOCAL_SIZE and tries < 2 * LOCAL_SIZE:
             tries += 1
             parent = parents[tries % len(parents)]
             child = self._codec.mutate(parent, self._rng, changes=self._rng.choice((1, 1, 2)))
@@ -188,7 +200,16 @@ class BoStrategy:
 
     def _row(self, params: dict[str, Any]) -> list[float]:
         """Features: the codec's, then normalized flash and RAM (1 - cost/limit, the
-        deterministic objectives) and log MACs (informative for accuracy)."""
+        deterministic objectives) and log MACs (informative for accuracy). Cached."""
+        k = self._codec.key(params)
+        row = self._rows.get(k)
+        if row is None:
+            row = self._rows[k] = self._features(params)
+            if len(self._rows) > 50_000:  # mutations come and go: keep memory bounded
+                self._rows.clear()
+        return row
+
+    def _features(self, params: dict[str, Any]) -> list[float]:
         costs = self._screen.costs(params)
         if costs is None:  # replayed from an older space: unbuildable now, still a point
             return [*self._codec.features(params), 0.0, 0.0, 0.0]
