@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
-	$(PY) benchmarks/search_overhead.py --out benchmarks/results/search_overhead.json
+	$(PY) benchmarks/search_overhead.py --compare-random --out benchmarks/results/search_overhead.json
+	$(PY) benchmarks/generation_cost.py --out benchmarks/results/generation_cost.json
+	$(PY) benchmarks/space_defaults.py --out benchmarks/results/space_defaults.json
 	$(PY) benchmarks/acceptance_digits.py --seeds 0 1 2 --out benchmarks/results/acceptance_digits.json
 	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 --out benchmarks/results/api_load.json
+
+# About 1.5 h on two cores: every strategy, two regimes, three seeds (issue 10's evidence).
+bench-quality: $(STAMP)
+	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
+	$(PY) benchmarks/search_quality.py --out benchmarks/results/search_quality.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
