@@ -307,3 +307,39 @@ def test_a_resumed_job_keeps_counting_screened_candidates_from_its_stored_count(
     final = SearchDriver(storage, job.id, runner=FakeRunner(), strategy=Replaying).run()
     assert final.status == "completed"
     assert final.screened == screened
+
+
+def test_resume_after_a_crash_charges_the_lost_trial_and_replays_the_rest(storage):
+    """What SIGKILL leaves: trials stored, one still ``running``, the job ``running``."""
+    job, cfg = _job(storage, trials=5, parallel=2)
+    first = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0))
+    first._should_stop = lambda: "interrupted" if first.progress.completed >= 2 else None
+    first.run()
+    done = [t for t in storage.list_trials(job.id) if t.status == "completed"]
+    lost_index = max(t.index for t in storage.list_trials(job.id)) + 1
+    screen = Screen(cfg, DIGITS, 10)
+    lost = make_strategy("random", screen, seed=9, budget=5, parallel=1).ask(1, [])[0]
+    storage.add_trial(
+        job.id, lost_index, status="running", params=lost.params, generator=lost.generator,
+        gen_seconds=0.0, estimates=screen.costs(lost.params).estimates, feasible=True,
+        pruning={},
+    )  # fmt: skip
+    storage.set_job_status(job.id, "running")
+
+    recording: list[Recording] = []
+    final = SearchDriver(
+        storage,
+        job.id,
+        runner=FakeRunner(),
+        strategy=lambda s: recording.append(Recording(s)) or recording[0],
+    ).run()
+    assert final.status == "completed"
+    trials = storage.list_trials(job.id)
+    assert [t.index for t in trials] == list(range(len(trials)))
+    crashed = storage.get_trial(job.id, lost_index)
+    assert crashed.status == "failed" and crashed.charged  # lost to a crash: it counts
+    assert sum(t.trained for t in trials) == 5
+    told = [r.params for r in recording[0].told]
+    assert [t.params for t in done] == told[: len(done)]  # replayed in index order
+    assert lost.params in told  # the crashed candidate is told as failed, not retried
+    assert sum(t.params == lost.params for t in trials) == 1
