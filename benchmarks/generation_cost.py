@@ -38,96 +38,18 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
-import os
-import platform
 import random
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _common import command_line, load_average, machine_info, quantile, rnd
+
 REGIME_B = {"flash_bytes": 16_384, "ram_bytes": 6_144}
 SHAPES = {"fashion-mnist": ((1, 28, 28), 10)}
 TARGET_MEDIAN_S, TARGET_P95_S = 1.0, 3.0
-
-
-def command_line() -> str:
-    exe = sys.executable
-    with contextlib.suppress(ValueError):
-        rel = os.path.relpath(exe)
-        if not rel.startswith(".."):
-            exe = rel
-    return shlex.join([exe, *sys.argv])
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "cpus": os.cpu_count(),
-        "arch": platform.machine(),
-        "python": platform.python_version(),
-        "node": platform.node(),
-        "torch": torch.__version__,
-        "code": code_version(),
-    }
-    with contextlib.suppress(ImportError):
-        import botorch
-
-        info["botorch"] = botorch.__version__
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages (the machine may be shared: other work counts)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def code_version() -> dict[str, Any]:
-    """The commit measured, and whether src/ had uncommitted changes (others edit it too)."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    out: dict[str, Any] = {}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        out["src_uncommitted"] = sorted(line[3:] for line in status.splitlines())
-    return out
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def rnd(x: float | None, digits: int = 4) -> float | None:
-    return None if x is None else round(float(x), digits)
 
 
 # -- the stand-ins for two training trials -----------------------------------------------------

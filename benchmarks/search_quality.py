@@ -57,8 +57,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -67,6 +65,8 @@ import traceback
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+
+from _common import command_line, machine_info, quantile, rnd
 
 REGIMES: dict[str, dict[str, int]] = {
     "a": {"flash_bytes": 64_000, "ram_bytes": 64_000},
@@ -78,80 +78,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # -- small helpers -----------------------------------------------------------------------------
-
-
-def command_line() -> str:
-    exe = sys.executable
-    with contextlib.suppress(ValueError):
-        rel = os.path.relpath(exe)
-        if not rel.startswith(".."):
-            exe = rel
-    return shlex.join([exe, *sys.argv])
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "cpus": os.cpu_count(),
-        "arch": platform.machine(),
-        "python": platform.python_version(),
-        "node": platform.node(),
-        "torch": torch.__version__,
-        "code": code_version(),
-    }
-    try:
-        import ray
-
-        info["ray"] = ray.__version__
-    except ImportError:
-        pass
-    with contextlib.suppress(OSError):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
-
-
-def code_version() -> dict[str, Any]:
-    """The commit measured, and whether src/ had uncommitted changes (others edit it too)."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    out: dict[str, Any] = {}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        out["src_uncommitted"] = sorted(line[3:] for line in status.splitlines())
-    return out
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """Linear-interpolated quantile (numpy's default), None for no values."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def rnd(x: float | None, digits: int = 4) -> float | None:
-    return None if x is None else round(float(x), digits)
 
 
 class CpuMeter:
