@@ -15,9 +15,10 @@ from sparsearch.datasets._npz import check_zip_directory, read_npz
 from sparsearch.errors import DatasetError
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, ...]:
-    """(x_train, y_train, x_test, y_test) from an ``.npz`` archive, validated by the same rules
-    as an upload (:func:`validate_npz_bytes`), without its size caps (the file is the user's)."""
+def load_npz(path: Path) -> tuple[Any, ...]:
+    """(x_train, y_train, x_test, y_test, pixel_scale) from an ``.npz`` archive, validated by
+    the same rules as an upload (:func:`validate_npz_bytes`), without its size caps (the file is
+    the user's). ``pixel_scale``: see :func:`pixel_scale_of`."""
     if not path.is_file():
         raise DatasetError(f"npz file {path} does not exist", hint="check the path after npz:")
     if not zipfile.is_zipfile(path):
@@ -35,7 +36,14 @@ def load_npz(path: Path) -> tuple[np.ndarray, ...]:
         y_train,
         to_float_images(x_test, "x_test"),
         y_test,
+        pixel_scale_of(x_train),
     )
+
+
+def pixel_scale_of(x: np.ndarray) -> float | None:
+    """What :func:`to_float_images` multiplies the stored pixels by (1/255 for integer images),
+    or None when float images are used as stored."""
+    return None if np.issubdtype(x.dtype, np.floating) else 1.0 / 255.0
 
 
 def validate_npz_bytes(data: bytes, *, max_decompressed: int) -> dict[str, Any]:

@@ -38,6 +38,18 @@ BUILTIN_DATASETS: tuple[str, ...] = ("digits", "fashion-mnist")
 DATASET_NAMES: tuple[str, ...] = ("digits", "fashion-mnist", "idx:<dir>", "npz:<path>")
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "apt-get install -y dataset-fashion-mnist"
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 # split -> accepted file stems (canonical MNIST spelling, then the dotted variant some mirrors use)
 _IDX_FILES: dict[str, tuple[str, ...]] = {
@@ -68,6 +80,12 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    #: What turned the stored pixels into the model's [0, 1] floats: multiply by this (1/255
+    #: for uint8 images, 1/16 for scikit-learn's digits), or None for float images used as
+    #: stored. Firmware applies the same before quantizing (``deployment.preprocessing``).
+    pixel_scale: float | None = 1.0 / 255.0
+    #: Names of the classes by index, where the source has them (else empty).
+    class_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -108,18 +126,22 @@ def load_dataset(
     if train_limit is not None and int(train_limit) < 1:
         raise DatasetError(f"train_limit {train_limit!r} must be positive", hint="or leave it None")
 
+    pixel_scale: float | None = 1.0 / 255.0
+    class_names: tuple[str, ...] = ()
     if name == "digits":
         x_src, y_src, x_test, y_test = _load_digits(seed)
+        pixel_scale, class_names = 1.0 / 16.0, tuple(str(d) for d in range(10))
     elif name == "fashion-mnist":
         folder = Path(root) if root is not None else FASHION_MNIST_ROOT
         hint = f"install it with `{FASHION_MNIST_INSTALL}`"
         if root is not None:
             hint += " and drop root=, or pass a folder holding the four IDX files"
         x_src, y_src, x_test, y_test = load_idx_folder(folder, missing_hint=hint)
+        class_names = FASHION_MNIST_CLASSES
     elif name.startswith("idx:") and len(name) > 4:
         x_src, y_src, x_test, y_test = load_idx_folder(Path(name[4:]).expanduser())
     elif name.startswith("npz:") and len(name) > 4:
-        x_src, y_src, x_test, y_test = load_npz(Path(name[4:]).expanduser())
+        x_src, y_src, x_test, y_test, pixel_scale = load_npz(Path(name[4:]).expanduser())
     else:
         raise DatasetError(f"unknown dataset {name!r}", hint=_valid_names())
 
@@ -140,6 +162,8 @@ def load_dataset(
         x_test=x_test,
         y_test=y_test,
         num_classes=num_classes,
+        pixel_scale=pixel_scale,
+        class_names=class_names if len(class_names) == num_classes else (),
     )
     log.debug("loaded dataset %s", ds.summary())
     return ds
