@@ -137,7 +137,7 @@ def test_a_trials_json_fields_have_one_home() -> None:
     values = {name: None for name in names}
     values.update(
         job_id="j", index=0, status="completed", params={"lr": [0.1]}, feasible=True,
-        pareto=False, charged=True, pruning={}, created_at=now, finished_at=now,
+        pareto=False, charged=True, measured=True, pruning={}, created_at=now, finished_at=now,
     )  # fmt: skip
     trial = TrialInfo(**values)
     doc = trial.to_json()

@@ -48,16 +48,23 @@ class LocalBackend:
         return [front_trial_json(t, accounting) for t in front]
 
     def best(self, job_id: str) -> dict[str, Any]:
-        front = self.pareto(job_id)
-        if not front:
+        """The most accurate front trial (int8 accuracy where measured), as ``/best``."""
+        from sparsearch.api.views import front_trial_json
+
+        accounting, trial = self.storage.best_front_trial(job_id)
+        if trial is None:
             raise NotFoundError(
                 f"job {job_id} has no trial on its front yet",
                 "wait for a trial to complete or pass --trial N",
             )
-        return front[0]
+        return front_trial_json(trial, accounting)
 
-    def artifact(self, job_id: str, index: int, kind: str) -> bytes:
-        return self.storage.read_artifact(job_id, index, kind)
+    def artifact(self, job_id: str, index: int, kind: str, final: bool | None = None) -> bytes:
+        """An artifact's bytes; ``final`` None: the final training's when there is one."""
+        if final is None:
+            kinds = {(a.kind, a.final) for a in self.storage.list_artifacts(job_id, index)}
+            final = (kind, True) in kinds
+        return self.storage.read_artifact(job_id, index, kind, final=final)
 
 
 class RemoteBackend:
@@ -115,8 +122,10 @@ class RemoteBackend:
     def best(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}/best").json()
 
-    def artifact(self, job_id: str, index: int, kind: str) -> bytes:
-        return self._request("GET", f"/v1/jobs/{job_id}/trials/{index}/artifacts/{kind}").content
+    def artifact(self, job_id: str, index: int, kind: str, final: bool | None = None) -> bytes:
+        params = {} if final is None else {"final": "true" if final else "false"}
+        path = f"/v1/jobs/{job_id}/trials/{index}/artifacts/{kind}"
+        return self._request("GET", path, params=params).content
 
 
 def _error_from(response: Any) -> SparsearchError:

@@ -34,13 +34,29 @@ MAX_EPOCHS = 200
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits in bytes (``macs`` optional). Candidates over a limit are never trained."""
+    """Hard limits in bytes (``macs`` optional). Candidates over a limit are never trained.
+
+    ``ram_margin_bytes``: RAM of the limit kept free for what the reference-kernel arena does
+    not count (CMSIS-NN scratch buffers, the application): a model must fit
+    ``ram_bytes - ram_margin_bytes`` (:attr:`model_ram_bytes`)."""
 
     flash_bytes: int
     ram_bytes: int
     macs: int | None = None
+    ram_margin_bytes: int = 0
+
+    @property
+    def model_ram_bytes(self) -> int:
+        """The RAM a model may use: the limit less the margin."""
+        return self.ram_bytes - self.ram_margin_bytes
 
     def __post_init__(self) -> None:
+        margin = self.ram_margin_bytes
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+            raise ConfigError(
+                f"ram_margin_bytes must be a non-negative integer, got {margin!r}",
+                "give a size like 1KiB, or 0 for no margin",
+            )
         for name, top in (("flash_bytes", MAX_BYTES), ("ram_bytes", MAX_BYTES), ("macs", MAX_MACS)):
             value = getattr(self, name)
             if value is None and name == "macs":
@@ -55,6 +71,11 @@ class Limits:
                     f"limit {name} is {value}, above the largest accepted ({top})",
                     "check the units: 24KiB is 24576 bytes",
                 )
+        if margin >= self.ram_bytes:
+            raise ConfigError(
+                f"the RAM margin ({margin} B) leaves nothing of the RAM limit ({self.ram_bytes} B)",
+                "use a margin smaller than the RAM limit",
+            )
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,7 @@ class JobConfig:
         space: SpaceConfig | None = None,
         train_limit: int | None = None,
         strategy: str = DEFAULT_STRATEGY,
+        ram_margin_bytes: int = 0,
     ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
@@ -157,7 +179,7 @@ class JobConfig:
             )
         return cls(
             dataset=dataset,
-            limits=Limits(flash_bytes, ram_bytes, macs),
+            limits=Limits(flash_bytes, ram_bytes, macs, ram_margin_bytes),
             budget=Budget(trials, parallel, epochs),
             seed=seed,
             flash_accounting=flash_accounting,

@@ -70,10 +70,63 @@ class ArtifactKind:
 ARTIFACT_KINDS: dict[str, ArtifactKind] = {
     k.name: k
     for k in (
-        ArtifactKind("state_dict", "pt", "application/octet-stream", "PyTorch state_dict (float)"),
+        ArtifactKind(
+            "tflite", "tflite", "application/x-tflite", "int8 TFLite model for TFLite Micro"
+        ),
+        ArtifactKind(
+            "c_source", "zip", "application/zip", "the .tflite as C source (model_data.h/.cc)"
+        ),
         ArtifactKind("onnx", "onnx", "application/onnx", "ONNX model (float)"),
+        ArtifactKind("state_dict", "pt", "application/octet-stream", "PyTorch state_dict (float)"),
     )
 }
+
+# --- the deployment runtime -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeFlash:
+    """Flash the TFLite Micro runtime itself takes, on top of a model's ``.tflite``: measured
+    for the operators the search space uses (see docs/deployment.md)."""
+
+    low_bytes: int
+    high_bytes: int
+    ops: tuple[str, ...]
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "low_bytes": self.low_bytes,
+            "high_bytes": self.high_bytes,
+            "ops": list(self.ops),
+            "source": self.source,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"+ {self.low_bytes / 1000:.1f}-{self.high_bytes / 1000:.1f} KB of flash for the "
+            "TFLM runtime itself"
+        )
+
+
+#: The runtime's share: TFLM's interpreter + reference kernels of the space's seven operators,
+#: built for Cortex-M4 with GNU Arm 12.2 (-Os with size-optimized kernels, and -O2).
+TFLM_RUNTIME_FLASH = RuntimeFlash(
+    low_bytes=35_800,
+    high_bytes=43_000,
+    ops=(
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "MAX_POOL_2D",
+        "MEAN",
+        "FULLY_CONNECTED",
+        "RESHAPE",
+        "PAD",
+    ),
+    source="TFLite Micro with reference kernels for these ops, Cortex-M4, GNU Arm 12.2: "
+    "35.8 KB with -Os and size-optimized kernels, 43.0 KB at -O2 (the interpreter library "
+    "29-36 KB, the rest libgcc/libc); not part of a model's flash_bytes",
+)
 
 # --- pruning methods --------------------------------------------------------------------------
 

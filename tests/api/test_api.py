@@ -69,7 +69,9 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
     job = r.json()
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["owner"] == "alice"
-    assert job["limits"] == {"flash_bytes": 24576, "ram_bytes": 6144, "macs": None}
+    assert job["limits"] == {
+        "flash_bytes": 24576, "ram_bytes": 6144, "macs": None, "ram_margin_bytes": 0
+    }
     assert job["budget"] == {"trials": 4, "parallel": 2, "epochs": 4}
     assert job["progress"] == {
         "budget": 4,
@@ -80,6 +82,7 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
         "infeasible": 0,
         "uncharged": 0,
         "screened": 0,
+        "over_limit": 0,
     }
     assert job["strategy"] == "bo"  # the default
     got = client.get(job["id"].join(["/v1/jobs/", ""]), headers=alice).json()
@@ -115,6 +118,7 @@ def test_job_progress_counts_trials(client, alice, alice_job):
         "infeasible": 1,
         "uncharged": 0,
         "screened": 0,
+        "over_limit": 0,
     }
     assert job["best_accuracy"] == 0.95 and job["hypervolume"] == 0.5
 
@@ -148,6 +152,7 @@ def test_progress_counts_charged_trials_and_screened_candidates(client, alice, s
         "infeasible": 0,
         "uncharged": 2,
         "screened": 42,
+        "over_limit": 0,
     }
     listed = client.get("/v1/jobs", headers=alice).json()["data"]
     assert listed[0]["progress"] == progress

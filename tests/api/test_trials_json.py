@@ -1,12 +1,14 @@
 """The trial pages' JSON (written by orjson straight from the records) is, field for field,
 the trial JSON of the contracts: ``TrialInfo.to_json`` (front pages add the job's
-``flash_accounting`` and each trial's ``accounted_flash_bytes``)."""
+``flash_accounting``, each trial's ``accounted_flash_bytes`` and the runtime's own flash)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+
+from sparsearch.vocabulary import TFLM_RUNTIME_FLASH
 
 
 @pytest.mark.parametrize(
@@ -34,8 +36,10 @@ def test_pages_are_the_records_to_json(client, alice, alice_job, storage, path, 
     body = json.loads(r.content)  # the standard parser: what any client sees
     page, count = storage.trial_page(alice_job, **kw)
     if path == "pareto":  # front trials add the job's accounting and the flash it counts
+        runtime = TFLM_RUNTIME_FLASH.to_json()
         expected = [{**t.to_json(), "flash_accounting": "dense",
-                     "accounted_flash_bytes": t.flash_bytes} for t in page]  # fmt: skip
+                     "accounted_flash_bytes": t.flash_bytes, "runtime_flash": runtime}
+                    for t in page]  # fmt: skip
     else:
         expected = [t.to_json() for t in page]
     assert body == {"data": expected, "count": count}

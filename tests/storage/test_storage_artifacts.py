@@ -41,15 +41,17 @@ def finish(storage: Storage, job_id: str, index: int = 0, artifacts=BLOBS, **kw)
 
 def test_kinds_and_extensions() -> None:
     assert {k: v.extension for k, v in ARTIFACT_KINDS.items()} == {
-        "state_dict": "pt",
+        "tflite": "tflite",
+        "c_source": "zip",
         "onnx": "onnx",
+        "state_dict": "pt",
     }
 
 
 def test_an_unknown_kind_is_refused(storage: Storage) -> None:
     job_id = new_trial(storage)
-    with pytest.raises(ValueError, match="unknown artifact kind 'tflite'"):
-        finish(storage, job_id, artifacts={"tflite": b"TFL3"})
+    with pytest.raises(ValueError, match="unknown artifact kind 'weights'"):
+        finish(storage, job_id, artifacts={"weights": b"TFL3"})
 
 
 def test_finish_trial_writes_artifacts(storage: Storage) -> None:

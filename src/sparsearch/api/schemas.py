@@ -38,6 +38,12 @@ class LimitsIn(_Strict):
     macs: Annotated[StrictInt, Field(ge=1, le=MAX_MACS)] | None = Field(
         default=None, description="Optional limit on multiply-accumulates per inference"
     )
+    ram_margin_bytes: Annotated[StrictInt, Field(ge=0, le=MAX_BYTES)] = Field(
+        default=0,
+        description="RAM of the limit kept free for what the TFLM reference-kernel arena does "
+        "not count (CMSIS-NN scratch buffers, the application): models must fit "
+        "ram_bytes - ram_margin_bytes",
+    )
 
 
 class BudgetIn(_Strict):
@@ -115,6 +121,10 @@ class Progress(BaseModel):
     screened: int = Field(
         description="Candidates rejected by estimate before being stored as trials"
     )
+    over_limit: int = Field(
+        default=0,
+        description="Completed trials over a limit as measured on TFLM (kept, never on the front)",
+    )
 
 
 class JobPublic(BaseModel):
@@ -169,6 +179,10 @@ class FrontTrialPublic(TrialPublic):  # type: ignore[misc, valid-type]
         description="The flash the job's limit applies to: `flash_bytes` (the dense int8 "
         "flatbuffer) under dense accounting, `nnz_flash_bytes` (non-zero weights) under sparse"
     )
+    runtime_flash: dict[str, Any] = Field(
+        description="The TFLite Micro runtime's own flash, which comes on top of the model's "
+        "`flash_bytes`: a measured range and where it comes from"
+    )
 
 
 class ArtifactPublic(BaseModel):
@@ -177,6 +191,9 @@ class ArtifactPublic(BaseModel):
     size_bytes: int
     sha256: str
     url: str
+    final: bool = Field(
+        default=False, description="A file of the trial's final training (finalize)"
+    )
 
 
 class DatasetPublic(BaseModel):

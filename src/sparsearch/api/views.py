@@ -9,7 +9,7 @@ from typing import Any
 from sparsearch.api.schemas import JobCreate, JobPublic, Progress, SpaceIn
 from sparsearch.jobconfig import JobConfig, default_space
 from sparsearch.space.params import SpaceConfig
-from sparsearch.vocabulary import DEFAULT_STRATEGY, accounted_flash_field
+from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH, accounted_flash_field
 
 
 def space_config(
@@ -35,6 +35,7 @@ def job_config(body: JobCreate) -> JobConfig:
         flash_bytes=body.limits.flash_bytes,
         ram_bytes=body.limits.ram_bytes,
         macs=body.limits.macs,
+        ram_margin_bytes=body.limits.ram_margin_bytes,
         trials=body.budget.trials,
         parallel=body.budget.parallel,
         epochs=body.budget.epochs,
@@ -73,6 +74,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
             infeasible=counts.get("infeasible", 0),
             uncharged=counts.get("uncharged", 0),
             screened=getattr(job, "screened", 0),
+            over_limit=counts.get("over_limit", 0),
         ),
         best_accuracy=job.best_accuracy,
         hypervolume=job.hypervolume,
@@ -105,4 +107,5 @@ def _accounted(trial: Any, flash_accounting: str) -> dict[str, Any]:
     return {
         "flash_accounting": flash_accounting,
         "accounted_flash_bytes": getattr(trial, accounted_flash_field(flash_accounting)),
+        "runtime_flash": TFLM_RUNTIME_FLASH.to_json(),
     }

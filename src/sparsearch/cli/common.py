@@ -36,6 +36,12 @@ TokenOption = typer.Option(
 FlashOption = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)")
 RamOption = typer.Option("8KiB", help="RAM limit (same units)")
 MacsOption = typer.Option(None, help="Optional limit on multiply-accumulates")
+RamMarginOption = typer.Option(
+    None,
+    "--ram-margin",
+    help="RAM of the limit kept free for CMSIS-NN scratch buffers or the application "
+    "(models must fit RAM - margin), e.g. 512B",
+)
 TrialsOption = typer.Option(8, help="Trained trials (completed + failed)")
 ParallelOption = typer.Option(2, help="Trials trained at once on Ray")
 EpochsOption = typer.Option(6, help="Training epochs per trial")

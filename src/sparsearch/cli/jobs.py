@@ -20,6 +20,7 @@ from sparsearch.cli.common import (
     FlashOption,
     MacsOption,
     ParallelOption,
+    RamMarginOption,
     RamOption,
     SeedOption,
     ServerOption,
@@ -97,14 +98,24 @@ def pareto(
 def pull(
     job_id: str,
     trial: int | None = typer.Option(None, help="Trial index (default: best on the front)"),
-    fmt: str = typer.Option("onnx", "--format", help=" | ".join(ARTIFACT_KINDS)),
+    fmt: str = typer.Option(
+        "tflite",
+        "--format",
+        help="; ".join(f"{k.name}: {k.description}" for k in ARTIFACT_KINDS.values()),
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="File to write"),
+    search_run: bool = typer.Option(
+        False,
+        "--search-run",
+        help="The model of the trial's search run even when it has a finalized one",
+    ),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Write a trial's model artifact to a file (default: the most accurate front trial)."""
+    """Write a trial's model to a file: the most accurate front trial unless --trial, its
+    finalized model when `finalize` made one, as an int8 .tflite unless --format."""
     try:
         if fmt not in ARTIFACT_KINDS:
             raise ConfigError(
@@ -115,7 +126,7 @@ def pull(
         source = backend(server, token, db, artifacts)
         if trial is None:
             trial = source.best(job_id)["index"]
-        data = source.artifact(job_id, trial, fmt)
+        data = source.artifact(job_id, trial, fmt, final=False if search_run else None)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_bytes(data)
@@ -135,6 +146,7 @@ def submit(
     flash: str = FlashOption,
     ram: str = RamOption,
     macs: str | None = MacsOption,
+    ram_margin: str | None = RamMarginOption,
     trials: int = TrialsOption,
     parallel: int = ParallelOption,
     epochs: int = EpochsOption,
@@ -168,6 +180,8 @@ def submit(
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")
+        if ram_margin:
+            body["limits"]["ram_margin_bytes"] = parse_size(ram_margin, what="--ram-margin")
         if space is not None:  # checked here as the server will, to name the file
             body["space"] = read_space(space, flash_accounting)[0]
         source = backend(server, token, None)

@@ -161,33 +161,41 @@ def accounted_flash(trial: dict[str, Any], flash_accounting: str) -> int | None:
 def front_table(
     trials: Iterable[dict[str, Any]], *, title: str, flash_accounting: str = "dense"
 ) -> FitTable:
-    """The front: accuracy, the accounted flash ("flash (nnz)" under sparse accounting), RAM;
-    then MACs, pruning, test accuracy and (sparse) the dense flash as width allows."""
+    """The front: int8 accuracy on TFLM (float where not measured), the accounted flash
+    ("flash (nnz)" under sparse accounting), RAM, each marked ``~`` when estimated rather than
+    measured; then float accuracy, MACs, pruning, int8 test accuracy and (sparse) the dense
+    flash as width allows."""
     sparse = flash_accounting == "sparse"
     columns = [
         Col("trial", 0, right=True, ident=True),
         Col("accuracy", 0, right=True),
         Col("flash (nnz)" if sparse else "flash", 0, right=True),
         Col("RAM", 0, right=True),
+        Col("float acc", 1, right=True),
         Col("MACs", 2, right=True),
         Col("pruning", 2),
         Col("test acc", 3, right=True),
     ]
     if sparse:
         columns.append(Col("dense flash", 4, right=True))
-    rows = [
-        {
-            "trial": str(t["index"]),
-            "accuracy": _pct(t.get("accuracy")),
-            columns[2].header: format_size(accounted_flash(t, flash_accounting)),
-            "RAM": format_size(t.get("ram_bytes")),
-            "MACs": _count(t.get("macs")),
-            "pruning": _pruning(t.get("pruning")),
-            "test acc": _pct(t.get("test_accuracy")),
-            "dense flash": format_size(t.get("flash_bytes")),  # shown under sparse only
-        }
-        for t in trials
-    ]
+    rows = []
+    for t in trials:
+        mark = "~" if t.get("measured") is False else ""
+        int8 = t.get("int8_accuracy")
+        test = t.get("int8_test_accuracy")
+        rows.append(
+            {
+                "trial": str(t["index"]),
+                "accuracy": _pct(t.get("accuracy") if int8 is None else int8),
+                columns[2].header: mark + format_size(accounted_flash(t, flash_accounting)),
+                "RAM": mark + format_size(t.get("ram_bytes")),
+                "float acc": _pct(t.get("accuracy")),
+                "MACs": _count(t.get("macs")),
+                "pruning": _pruning(t.get("pruning")),
+                "test acc": _pct(t.get("test_accuracy") if test is None else test),
+                "dense flash": format_size(t.get("flash_bytes")),  # shown under sparse only
+            }
+        )
     return FitTable(title, columns, rows)
 
 

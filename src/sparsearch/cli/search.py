@@ -20,6 +20,7 @@ from sparsearch.cli.common import (
     FlashOption,
     MacsOption,
     ParallelOption,
+    RamMarginOption,
     RamOption,
     SeedOption,
     SpaceOption,
@@ -38,7 +39,7 @@ from sparsearch.cli.common import (
 )
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import parse_size
-from sparsearch.vocabulary import DEFAULT_STRATEGY
+from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH
 
 
 def search(
@@ -46,6 +47,7 @@ def search(
     flash: str = FlashOption,
     ram: str = RamOption,
     macs: str | None = MacsOption,
+    ram_margin: str | None = RamMarginOption,
     trials: int = TrialsOption,
     parallel: int = ParallelOption,
     epochs: int = EpochsOption,
@@ -79,6 +81,7 @@ def search(
                 flash_bytes=parse_size(flash, what="--flash"),
                 ram_bytes=parse_size(ram, what="--ram"),
                 macs=parse_size(macs, what="--macs") if macs else None,
+                ram_margin_bytes=parse_size(ram_margin, what="--ram-margin") if ram_margin else 0,
                 trials=trials,
                 parallel=parallel,
                 epochs=epochs,
@@ -248,8 +251,17 @@ def print_front(doc: dict[str, Any]) -> None:
         f"Pareto front of job {doc.get('job_id') or doc['id']} ({doc['status']}, "
         f"hypervolume {0.0 if hv is None else hv:.3f})"
     )
-    front = sorted(doc["pareto"], key=lambda t: -t["accuracy"])
+
+    def score(t: dict[str, Any]) -> float:
+        return t["accuracy"] if t.get("int8_accuracy") is None else t["int8_accuracy"]
+
+    front = sorted(doc["pareto"], key=lambda t: -score(t))
     accounting = doc.get("flash_accounting") or "dense"
     out.print(front_table(front, title=title, flash_accounting=accounting))
     if not front:
         out.print("no feasible completed trial yet")
+        return
+    out.print(
+        "accuracy: int8 on TFLite Micro; flash: the stripped .tflite; RAM: the TFLM arena "
+        "(~ marks estimates); " + TFLM_RUNTIME_FLASH.summary()
+    )

@@ -42,6 +42,9 @@ class Progress:
     running: int = 0
     failed: int = 0
     infeasible: int = 0
+    #: Trained trials over a limit as measured (the estimate said they fit): kept, never on
+    #: the front.
+    over_limit: int = 0
     #: Candidates a strategy rejected by estimate (never stored, never trained).
     screened: int = 0
     best_accuracy: float | None = None
@@ -73,6 +76,17 @@ class _State:
     next_index: int = 0
     free_since: dict[int, float] = field(default_factory=dict)  # idle slot -> since when
     exhausted: bool = False
+
+
+#: What a measured trial result carries beyond the float accuracies (``TrialResult`` fields).
+MEASURED_METRICS = (
+    "flash_bytes",
+    "ram_bytes",
+    "activation_bytes",
+    "int8_accuracy",
+    "int8_test_accuracy",
+    "export_seconds",
+)
 
 
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
@@ -291,7 +305,10 @@ class SearchDriver:
             batch_size=self._batch_size,
             seed=self.cfg.seed,
         )
-        ref = runner.submit(TrialSpec(arch=arch, pruning=pruning, train=train), data_ref)
+        label = f"job {self.job.id} trial {index}"
+        ref = runner.submit(
+            TrialSpec(arch=arch, pruning=pruning, train=train, label=label), data_ref
+        )
         state.inflight[ref] = _Flight(index, slot, proposal.params, costs, now)
         self._lookahead.started(index, proposal.params)
         self.progress.running += 1
@@ -325,15 +342,27 @@ class SearchDriver:
             self.progress.failed += 1
             self._emit(f"trial {index} failed: {outcome.reason}", index)
             return
+        metrics: dict[str, Any] = {
+            "accuracy": outcome.accuracy,
+            "test_accuracy": outcome.test_accuracy,
+            "param_count": outcome.param_count,
+        }
+        measured = outcome.flash_bytes is not None
+        flash, ram, feasible = costs.flash, costs.ram, True
+        if measured:
+            metrics.update({k: getattr(outcome, k) for k in MEASURED_METRICS})
+            values = {**costs.estimates, **metrics}
+            flash, ram = _flash(self.cfg, values), outcome.ram_bytes
+            feasible = self._within_measured(index, costs, flash, ram)
+        score = outcome.int8_accuracy if outcome.int8_accuracy is not None else outcome.accuracy
         self.storage.finish_trial(
             self.job.id,
             index,
             status="completed",
-            metrics={
-                "accuracy": outcome.accuracy,
-                "test_accuracy": outcome.test_accuracy,
-                "param_count": outcome.param_count,
-            },
+            metrics=metrics,
+            feasible=feasible,
+            measured=measured,
+            deployment=outcome.deployment,
             train_seconds=outcome.train_seconds,
             worker_pid=outcome.worker_pid,
             worker_host=outcome.worker_host,
@@ -341,12 +370,31 @@ class SearchDriver:
             effective_spec=outcome.effective_spec,
             artifacts=outcome.artifacts,
         )
-        self._lookahead.finished(
-            index, Result(flight.params, outcome.accuracy, costs.flash, costs.ram, costs.macs)
-        )
+        self._lookahead.finished(index, Result(flight.params, score, flash, ram, costs.macs))
         self.progress.completed += 1
+        if not feasible:
+            self.progress.over_limit += 1
         self._refresh_front()
-        self._emit(f"trial {index} completed: accuracy {outcome.accuracy:.3f}", index)
+        what = "int8 accuracy" if outcome.int8_accuracy is not None else "accuracy"
+        self._emit(f"trial {index} completed: {what} {score:.3f}", index)
+
+    def _within_measured(self, index: int, costs: Costs, flash: int, ram: int) -> bool:
+        """Whether a trained trial fits the limits as measured; a miss is logged with the
+        estimator's error (the estimate said it fits, or it would not have been trained)."""
+        lim = self.cfg.limits
+        misses = []
+        if flash > lim.flash_bytes:
+            misses.append(f"flash {flash} B > {lim.flash_bytes} B (estimated {costs.flash} B)")
+        if ram > lim.model_ram_bytes:
+            misses.append(f"RAM {ram} B > {lim.model_ram_bytes} B (estimated {costs.ram} B)")
+        if misses:
+            log.warning(
+                "job %s trial %d is over a limit as measured: %s",
+                self.job.id,
+                index,
+                "; ".join(misses),
+            )
+        return not misses
 
     # -- strategy, front, resume, abort --------------------------------------------------------
 
@@ -387,11 +435,12 @@ class SearchDriver:
             flash = _flash(cfg, t.to_json()) if t.flash_bytes is not None else 0
             ram = t.ram_bytes if t.ram_bytes is not None else 0
             macs = t.macs if t.macs is not None else (costs.macs if costs else 0)
-            lookahead.tell(Result(t.params, t.accuracy, flash, ram, macs))
+            lookahead.tell(Result(t.params, t.objective_accuracy, flash, ram, macs))
             tried.add(key(t.params))
             self.progress.trained += 1
             if t.status == "completed":
                 self.progress.completed += 1
+                self.progress.over_limit += not t.feasible
             else:
                 self.progress.failed += 1
         for k, t in reversed(list(redo.items())):
@@ -410,16 +459,16 @@ class SearchDriver:
         cfg = self.cfg
         trials = self.storage.list_trials(self.job.id, status="completed")
         points = [
-            Point(t.index, t.accuracy, _flash(cfg, t.to_json()), t.ram_bytes)
+            Point(t.index, t.objective_accuracy, _flash(cfg, t.to_json()), t.ram_bytes)
             for t in trials
-            if t.feasible and t.accuracy is not None
+            if t.feasible and t.objective_accuracy is not None
         ]
         self.storage.set_pareto(self.job.id, pareto_indices(points))
         hv = normalized_hypervolume(
             points,
             num_classes=self._num_classes,
             flash_limit=cfg.limits.flash_bytes,
-            ram_limit=cfg.limits.ram_bytes,
+            ram_limit=cfg.limits.model_ram_bytes,
         )
         best = max((p.accuracy for p in points), default=None)
         self._sync_screened()

@@ -102,7 +102,7 @@ class Screen:
         return (
             costs is not None
             and costs.flash <= lim.flash_bytes
-            and costs.ram <= lim.ram_bytes
+            and costs.ram <= lim.model_ram_bytes
             and (lim.macs is None or costs.macs <= lim.macs)
         )
 
@@ -164,7 +164,7 @@ class Screen:
         lim = self.cfg.limits
         raise LimitsTooTight(
             f"limits too tight for this space: {what} ({seen}; limits flash "
-            f"{lim.flash_bytes} B, RAM {lim.ram_bytes} B)",
+            f"{lim.flash_bytes} B, RAM {lim.model_ram_bytes} B)",
             "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)",
         )
 
@@ -199,7 +199,7 @@ class Screen:
         over = []
         for name, value, limit in (
             ("flash", min(c.flash for c in rows), lim.flash_bytes),
-            ("RAM", min(c.ram for c in rows), lim.ram_bytes),
+            ("RAM", min(c.ram for c in rows), lim.model_ram_bytes),
             ("MACs", min(c.macs for c in rows), lim.macs),
         ):
             if limit is not None and value > limit:
@@ -210,7 +210,9 @@ class Screen:
                     f"limit of {limit}{unit}"
                 )
         if not over:
-            best = min(rows, key=lambda c: max(c.flash / lim.flash_bytes, c.ram / lim.ram_bytes))
+            best = min(
+                rows, key=lambda c: max(c.flash / lim.flash_bytes, c.ram / lim.model_ram_bytes)
+            )
             over.append(
                 f"no network meets flash and RAM together (closest: flash {best.flash} B, "
                 f"RAM {best.ram} B)"

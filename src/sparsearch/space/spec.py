@@ -130,6 +130,11 @@ class TrialSpec:
     pruning: PruningSpec = field(default_factory=PruningSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     export_onnx: bool = True
+    #: Export the int8 model and measure it on TFLite Micro (the trial's real flash / RAM and
+    #: int8 accuracy). Off only where a test or tool wants the float model alone.
+    deploy: bool = True
+    #: Names the model in the files it ships as (e.g. "job 3f2a... trial 7").
+    label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +142,8 @@ class TrialSpec:
             "pruning": self.pruning.to_dict(),
             "train": asdict(self.train),
             "export_onnx": self.export_onnx,
+            "deploy": self.deploy,
+            "label": self.label,
         }
 
     @classmethod
@@ -146,4 +153,6 @@ class TrialSpec:
             pruning=PruningSpec.from_dict(d.get("pruning")),
             train=TrainSpec(**d.get("train", {})),
             export_onnx=bool(d.get("export_onnx", True)),
+            deploy=bool(d.get("deploy", True)),
+            label=str(d.get("label", "")),
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ._session import reading, transaction
 from .artifacts import ArtifactStore
 from .engine import build_reader, connection_error, mask_url
+from .records import ArtifactInfo
 
 
 class StorageBase:
@@ -37,6 +38,21 @@ class StorageBase:
     @property
     def artifact_dir(self) -> Path:
         return self._files.root
+
+    def _job_files(self, recorded: str | None) -> ArtifactStore:
+        """Where a job's artifact files are written: the folder recorded with the job when it
+        exists (a job made by ``search --artifacts DIR``), else this storage's own."""
+        if recorded:
+            path = Path(recorded)
+            if path != self._files.root and path.is_dir():
+                return ArtifactStore(path)
+        return self._files
+
+    def _read_file(self, info: ArtifactInfo, recorded: str | None) -> bytes:
+        """An artifact's bytes from this storage's folder if it holds the file (an explicit
+        ``--artifacts`` wins), else from the folder recorded with the job."""
+        own, job = self._files, self._job_files(recorded)
+        return own.read(info) if job is own or own.holds(info) else job.read(info)
 
     @property
     def dialect(self) -> str:

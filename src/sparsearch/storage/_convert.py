@@ -10,7 +10,15 @@ import re
 from typing import Any
 
 from .models import Artifact, Job, Token, Trial
-from .records import ESTIMATE_KEYS, METRIC_KEYS, ArtifactInfo, JobInfo, TokenInfo, TrialInfo
+from .records import (
+    ESTIMATE_KEYS,
+    MEASURED_KEYS,
+    METRIC_KEYS,
+    ArtifactInfo,
+    JobInfo,
+    TokenInfo,
+    TrialInfo,
+)
 
 # Job ids name artifact folders: keep them to a safe alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -89,13 +97,17 @@ def int_or_none(name: str, value: Any) -> int | None:
 
 
 def estimate_values(estimates: dict[str, Any]) -> dict[str, int | None]:
+    """Column values of a new trial's estimates: each key, and for flash / RAM / activation
+    also its ``est_`` column, which keeps the estimate once a measurement replaces it."""
     unknown = set(estimates) - set(ESTIMATE_KEYS)
     if unknown:
         raise ValueError(
             f"unknown estimate key(s) {', '.join(sorted(unknown))}; "
             f"expected among {', '.join(ESTIMATE_KEYS)}"
         )
-    return {k: int_or_none(k, v) for k, v in estimates.items()}
+    values = {k: int_or_none(k, v) for k, v in estimates.items()}
+    values.update({f"est_{k}": values[k] for k in MEASURED_KEYS if k in values})
+    return values
 
 
 def metric_values(metrics: dict[str, Any]) -> dict[str, float | int | None]:
@@ -163,6 +175,15 @@ def trial_info(row: Trial) -> TrialInfo:
         macs=row.macs,
         nnz_flash_bytes=row.nnz_flash_bytes,
         param_count=row.param_count,
+        int8_accuracy=row.int8_accuracy,
+        int8_test_accuracy=row.int8_test_accuracy,
+        measured=bool(row.measured),
+        est_flash_bytes=row.est_flash_bytes,
+        est_ram_bytes=row.est_ram_bytes,
+        est_activation_bytes=row.est_activation_bytes,
+        export_seconds=row.export_seconds,
+        deployment=row.deployment,
+        final=row.final,
         feasible=bool(row.feasible),
         pareto=bool(row.pareto),
         charged=bool(row.charged),
@@ -194,4 +215,5 @@ def artifact_info(row: Artifact, job_id: str, index: int) -> ArtifactInfo:
         path=row.path,
         effective_spec=copy.deepcopy(row.effective_spec),
         created_at=row.created_at,
+        final=bool(row.final),
     )

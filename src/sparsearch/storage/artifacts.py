@@ -1,6 +1,7 @@
 """Artifact files under one directory: staged to temp names, renamed into place, undoable.
 
-Layout: ``<artifact_dir>/<job_id>/<index>/<kind>.<ext>``. The database row is the index; a
+Layout: ``<artifact_dir>/<job_id>/<index>/<kind>.<ext>``, and ``.../<index>/final/<kind>.<ext>``
+for the files of a trial's final training. The database row is the index; a
 file without a row is garbage, a row without its file is corruption. ``finish_trial`` keeps
 them in step: stage (temp files) → DB flush → ``publish`` (rename, keeping any old file as a
 backup) → commit → ``discard_backups``; on any failure ``undo`` restores the previous state.
@@ -53,8 +54,16 @@ class ArtifactStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
 
-    def rel_path(self, job_id: str, index: int, kind: str) -> str:
-        return f"{job_id}/{int(index)}/{kind}.{ARTIFACT_KINDS[check_kind(kind)].extension}"
+    def rel_path(self, job_id: str, index: int, kind: str, final: bool = False) -> str:
+        folder = f"{job_id}/{int(index)}/final" if final else f"{job_id}/{int(index)}"
+        return f"{folder}/{kind}.{ARTIFACT_KINDS[check_kind(kind)].extension}"
+
+    def holds(self, info: ArtifactInfo) -> bool:
+        """Whether this store has the file of ``info`` (not whether it is intact)."""
+        try:
+            return self.resolve(info.path).is_file()
+        except StorageError:
+            return False
 
     def resolve(self, rel_path: str) -> Path:
         """Absolute path of a stored relative path; refuses anything outside the root."""
@@ -72,14 +81,18 @@ class ArtifactStore:
             raise StorageError(f"invalid job id {job_id!r} for an artifact folder")
         return path
 
-    def stage(self, job_id: str, index: int, blobs: dict[str, bytes]) -> list[StagedFile]:
-        """Write each blob to a temp file next to its final place (nothing visible yet)."""
+    def stage(
+        self, job_id: str, index: int, blobs: dict[str, bytes], *, final: bool = False
+    ) -> list[StagedFile]:
+        """Write each blob to a temp file next to its final place (nothing visible yet);
+        ``final``: the files of the trial's final training."""
+        of_final = final
         staged: list[StagedFile] = []
         try:
             for kind, data in blobs.items():
                 if not isinstance(data, bytes | bytearray | memoryview):
                     raise TypeError(f"artifact {kind!r} must be bytes, not {type(data).__name__}")
-                rel = self.rel_path(job_id, index, kind)
+                rel = self.rel_path(job_id, index, kind, of_final)
                 final = self.resolve(rel)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 temp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
@@ -152,9 +165,12 @@ class ArtifactStore:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
 
-def missing_artifact(job_id: str, index: int, kind: str) -> NotFoundError:
+def missing_artifact(job_id: str, index: int, kind: str, *, final: bool = False) -> NotFoundError:
+    what = f"final {kind!r} artifact (run `sparsearch finalize` first)" if final else repr(kind)
     return NotFoundError(
-        f"trial {index} of job {job_id} has no {kind!r} artifact",
+        f"trial {index} of job {job_id} has no {what} artifact"
+        if not final
+        else f"trial {index} of job {job_id} has no {what}",
         f"available kinds: {', '.join(ARTIFACT_KINDS)}; a trial has only the artifacts its "
         "run exported",
     )

@@ -67,7 +67,14 @@ class JobsMixin(StorageBase):
                         f"owner {owner} already has {active} active jobs (the cap is {max_active})",
                         "wait for one to finish or cancel one",
                     )
-            row = Job(id=job_id, status="queued", dataset=str(dataset), config=config, owner=owner)
+            row = Job(
+                id=job_id,
+                status="queued",
+                dataset=str(dataset),
+                config=config,
+                owner=owner,
+                artifact_dir=str(self._files.root),
+            )
             if scheduler_id is not None:
                 now = utcnow()
                 row.status, row.started_at = "running", now
@@ -188,6 +195,7 @@ class JobsMixin(StorageBase):
         NotFoundError if missing (or another owner's); ConflictError if it is running.
         """
         with self._tx("deleting a job") as s:
+            recorded = s.scalar(select(Job.artifact_dir).where(Job.id == job_id))
             query = delete(Job).where(Job.id == job_id, Job.status != "running")
             if owner is not None:
                 query = query.where(Job.owner == owner)
@@ -198,26 +206,31 @@ class JobsMixin(StorageBase):
                     "cancel it first, and delete it once it has stopped",
                 )
         self._files.remove_job(job_id)
+        self._job_files(recorded).remove_job(job_id)
 
     def trial_counts(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per job id, its number of trials by status (``{}`` for a job without trials or an
         unknown id), in one query. ``completed`` and ``failed`` count charged trials only, so
         their sum is what counts against the budget; completed or failed trials that are not
-        charged (cut short by a graceful stop) are counted as ``uncharged`` instead (the key
-        is there only when there are some)."""
+        charged (cut short by a graceful stop) are counted as ``uncharged`` instead, and
+        ``over_limit`` counts the completed ones over a limit as measured (each key is there
+        only when there are some)."""
         ids = list(dict.fromkeys(job_ids))
         counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
         if not ids:
             return counts
         query = (
-            select(Trial.job_id, Trial.status, Trial.charged, func.count())
+            select(Trial.job_id, Trial.status, Trial.charged, Trial.feasible, func.count())
             .where(Trial.job_id.in_(ids))
-            .group_by(Trial.job_id, Trial.status, Trial.charged)
+            .group_by(Trial.job_id, Trial.status, Trial.charged, Trial.feasible)
         )
         with self._tx("counting trials") as s:
-            for job_id, status, charged, n in s.execute(query):
+            for job_id, status, charged, feasible, n in s.execute(query):
                 key = status if charged or status not in BUDGET_TRIAL_STATUSES else "uncharged"
-                counts[job_id][key] = counts[job_id].get(key, 0) + int(n)
+                of_job = counts[job_id]
+                of_job[key] = of_job.get(key, 0) + int(n)
+                if key == "completed" and not feasible:  # over a limit as measured
+                    of_job["over_limit"] = of_job.get("over_limit", 0) + int(n)
         return counts
 
 

@@ -92,6 +92,9 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     # Candidates the job's screen rejected by estimate (never stored as trials).
     screened: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Absolute folder of the job's artifact files, recorded when it was created: `pull`,
+    # `pareto` and the API find them with the database alone (NULL: the storage's own folder).
+    artifact_dir: Mapped[str | None] = mapped_column(String(1024))
 
 
 class Trial(Base):
@@ -119,6 +122,19 @@ class Trial(Base):
     macs: Mapped[int | None] = mapped_column(BigInteger)
     nnz_flash_bytes: Mapped[int | None] = mapped_column(BigInteger)
     param_count: Mapped[int | None] = mapped_column(BigInteger)
+    # The estimator's numbers, kept when measured ones (stripped .tflite size, TFLM arena)
+    # replace flash_bytes / ram_bytes / activation_bytes; `measured` says which those are.
+    est_flash_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    est_ram_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    est_activation_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    measured: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    int8_accuracy: Mapped[float | None] = mapped_column(Float)
+    int8_test_accuracy: Mapped[float | None] = mapped_column(Float)
+    export_seconds: Mapped[float | None] = mapped_column(Float)
+    # What firmware needs of the shipped model (quantization, preprocessing, operators, ...).
+    deployment: Mapped[dict[str, Any] | None]
+    # The trial's final training (`finalize`): status, epochs, metrics, deployment.
+    final: Mapped[dict[str, Any] | None]
     feasible: Mapped[bool] = mapped_column(Boolean)
     pareto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Counts against the job's budget once completed or failed; false for trials a graceful
@@ -158,11 +174,13 @@ for _key in INDEXED_TRIAL_SORTS:
 
 class Artifact(Base):
     __tablename__ = "artifacts"
-    __table_args__ = (UniqueConstraint("trial_id", "kind"),)
+    __table_args__ = (UniqueConstraint("trial_id", "kind", "final"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     trial_id: Mapped[int] = mapped_column(Integer, ForeignKey("trials.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
+    # A file of the trial's final training (`finalize`) rather than of its search run.
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     path: Mapped[str] = mapped_column(String(1024))

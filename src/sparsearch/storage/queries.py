@@ -26,12 +26,15 @@ TRIAL_SORT_KEYS: tuple[str, ...] = (
     "index",
     "accuracy",
     "test_accuracy",
+    "int8_accuracy",
+    "int8_test_accuracy",
     "flash_bytes",
     "ram_bytes",
     "activation_bytes",
     "macs",
     "train_seconds",
     "gen_seconds",
+    "export_seconds",
 )
 
 # Statuses sort in lifecycle order (queued first), not alphabetically.

@@ -38,8 +38,18 @@ ESTIMATE_KEYS: tuple[str, ...] = (
     "nnz_flash_bytes",
     "param_count",
 )
+#: The estimates that measured values replace (a trial keeps both: ``est_<key>``).
+MEASURED_KEYS: tuple[str, ...] = ("flash_bytes", "ram_bytes", "activation_bytes")
+#: Float metrics a finished trial may carry.
+FLOAT_METRIC_KEYS: tuple[str, ...] = (
+    "accuracy",
+    "test_accuracy",
+    "int8_accuracy",
+    "int8_test_accuracy",
+    "export_seconds",
+)
 #: Keys ``finish_trial(metrics=...)`` accepts.
-METRIC_KEYS: tuple[str, ...] = ("accuracy", "test_accuracy", *ESTIMATE_KEYS)
+METRIC_KEYS: tuple[str, ...] = (*FLOAT_METRIC_KEYS, *ESTIMATE_KEYS)
 
 
 #: Ids of uploaded datasets: ``ds_`` + 12 hex digits. A job's ``dataset`` that matches names an
@@ -151,6 +161,35 @@ class TrialInfo:
     macs: int | None
     nnz_flash_bytes: int | None
     param_count: int | None
+    int8_accuracy: float | None = field(
+        metadata={"doc": "Validation accuracy of the int8 model run on TFLite Micro"}
+    )
+    int8_test_accuracy: float | None = field(
+        metadata={"doc": "Test accuracy of the int8 model run on TFLite Micro"}
+    )
+    measured: bool = field(
+        metadata={
+            "doc": "Whether flash_bytes / ram_bytes / activation_bytes are measured (stripped "
+            ".tflite size, TFLM arena total and head) rather than estimated"
+        }
+    )
+    est_flash_bytes: int | None
+    est_ram_bytes: int | None
+    est_activation_bytes: int | None
+    export_seconds: float | None = field(
+        metadata={"doc": "Seconds spent on int8 export and TFLM measurement"}
+    )
+    deployment: dict[str, Any] | None = field(
+        repr=False,
+        metadata={
+            "doc": "What firmware needs of the shipped model: input/output shape, scale and "
+            "zero point, preprocessing, classes, operators and op resolver, arena, versions"
+        },
+    )
+    final: dict[str, Any] | None = field(
+        repr=False,
+        metadata={"doc": "The trial's final training (finalize): status, epochs, metrics"},
+    )
     feasible: bool
     pareto: bool
     charged: bool = field(
@@ -167,6 +206,12 @@ class TrialInfo:
     worker_node: str | None = field(metadata={"doc": "Ray node id of the worker that trained it"})
     created_at: datetime
     finished_at: datetime | None
+
+    @property
+    def objective_accuracy(self) -> float | None:
+        """The accuracy the search maximizes and the front ranks: the int8 model's on TFLM
+        where it was measured, else the float model's."""
+        return self.int8_accuracy if self.int8_accuracy is not None else self.accuracy
 
     @property
     def trained(self) -> bool:
@@ -201,12 +246,15 @@ class ArtifactInfo:
     path: str
     effective_spec: dict[str, Any] | None = field(repr=False)
     created_at: datetime
+    #: A file of the trial's final training (``finalize``), not of its search run.
+    final: bool = False
 
     @property
     def filename(self) -> str:
-        """A download name such as ``state_dict.pt``."""
+        """A download name such as ``state_dict.pt`` (``final-tflite.tflite`` when final)."""
         kind = ARTIFACT_KINDS.get(self.kind)
-        return f"{self.kind}.{kind.extension if kind else 'bin'}"
+        stem = f"final-{self.kind}" if self.final else self.kind
+        return f"{stem}.{kind.extension if kind else 'bin'}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -218,6 +266,7 @@ class ArtifactInfo:
             "filename": self.filename,
             "effective_spec": copy.deepcopy(self.effective_spec),
             "created_at": _iso(self.created_at),
+            "final": self.final,
         }
 
 

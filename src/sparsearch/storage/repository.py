@@ -123,24 +123,31 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         effective_spec: dict[str, Any] | None = None,
         artifacts: dict[str, bytes] | None = None,
         charged: bool | None = None,
+        measured: bool | None = None,
+        deployment: dict[str, Any] | None = None,
     ) -> TrialInfo:
         """Record a trial's outcome and its artifact files, all or nothing.
 
-        ``metrics`` may hold accuracy, test_accuracy and any estimate key (overwritten by the
-        measured value). Arguments left at None keep the stored value (``charged`` too: False
-        for a trial a graceful stop cut short, which then does not count against the budget).
-        Artifacts of a kind already stored are replaced.
+        ``metrics`` may hold the float and int8 accuracies, export_seconds and any estimate
+        key (``measured=True``: flash / RAM / activation are measured values, which replace
+        the estimates while ``est_*`` keep them). Arguments left at None keep the stored
+        value (``charged`` too: False for a trial a graceful stop cut short, which then does
+        not count against the budget). Artifacts of a kind already stored are replaced.
         """
         check_trial_status(status)
         values = cv.metric_values(metrics)
         if effective_spec is not None:
             effective_spec = cv.check_json("effective_spec", effective_spec)
+        if deployment is not None:
+            deployment = cv.check_json("deployment", deployment)
         blobs = dict(artifacts or {})
         for kind in blobs:
             check_kind(kind)
+        files = self._files
         if blobs:
             self.get_trial(job_id, index)  # fail before touching files in the common case
-        staged = self._files.stage(job_id, cv.check_index(index), blobs)
+            files = self._job_files(self._recorded_dir(job_id))
+        staged = files.stage(job_id, cv.check_index(index), blobs)
         try:
             with self._tx("finishing a trial") as s:
                 row = trial_row(s, job_id, index)
@@ -157,33 +164,59 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                     "worker_host": worker_host,
                     "worker_node": worker_node,
                     "effective_spec": effective_spec,
+                    "measured": None if measured is None else bool(measured),
+                    "deployment": deployment,
                 }
                 for key, value in optional.items():
                     if value is not None:
                         setattr(row, key, value)
                 if status in FINISHED_TRIAL_STATUSES:
                     row.finished_at = now
-                existing = {
-                    a.kind: a
-                    for a in s.scalars(select(Artifact).where(Artifact.trial_id == row.id))
-                }
-                for item in staged:
-                    art = existing.get(item.kind) or Artifact(trial_id=row.id, kind=item.kind)
-                    art.sha256, art.size_bytes, art.path = (
-                        item.sha256,
-                        item.size_bytes,
-                        item.rel_path,
-                    )
-                    art.effective_spec, art.created_at = effective_spec, now
-                    s.add(art)
+                _put_artifacts(s, row.id, staged, effective_spec, final=False)
                 s.flush()
-                self._files.publish(staged)  # last step before commit: only commit can fail
+                files.publish(staged)  # last step before commit: only commit can fail
                 info = cv.trial_info(row)
         except BaseException:
-            self._files.undo(staged)
+            files.undo(staged)
             raise
-        self._files.discard_backups(staged)
+        files.discard_backups(staged)
         return info
+
+    def set_final(
+        self,
+        job_id: str,
+        index: int,
+        final: dict[str, Any],
+        *,
+        artifacts: dict[str, bytes] | None = None,
+        effective_spec: dict[str, Any] | None = None,
+    ) -> TrialInfo:
+        """Record a trial's final training (``final``: its status, epochs, metrics) and, when
+        it completed, the final model's artifact files; all or nothing."""
+        final = cv.check_json("final", final)
+        blobs = dict(artifacts or {})
+        for kind in blobs:
+            check_kind(kind)
+        self.get_trial(job_id, index)
+        files = self._job_files(self._recorded_dir(job_id))
+        staged = files.stage(job_id, cv.check_index(index), blobs, final=True)
+        try:
+            with self._tx("recording a final training") as s:
+                row = trial_row(s, job_id, index)
+                row.final = final
+                _put_artifacts(s, row.id, staged, effective_spec, final=True)
+                s.flush()
+                files.publish(staged)
+                info = cv.trial_info(row)
+        except BaseException:
+            files.undo(staged)
+            raise
+        files.discard_backups(staged)
+        return info
+
+    def _recorded_dir(self, job_id: str) -> str | None:
+        with self._tx("reading a job's artifact folder") as s:
+            return job_row(s, job_id).artifact_dir
 
     def fail_unfinished_trials(self, job_id: str, reason: str, *, charged: bool = True) -> int:
         """Mark the job's queued/running trials failed with ``reason``; return how many.
@@ -294,7 +327,8 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         max_flash: int | None = None,
         max_ram: int | None = None,
     ) -> tuple[str, TrialInfo | None]:
-        """The job's flash accounting and its most accurate front trial whose *accounted*
+        """The job's flash accounting and its most accurate front trial (int8 accuracy where
+        measured) whose *accounted*
         flash is at most ``max_flash`` and RAM at most ``max_ram`` (None: no such trial)."""
         with self._tx("finding the best front trial") as s:
             accounting = flash_accounting_of(job_row(s, job_id, owner).config)
@@ -303,7 +337,11 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                 query = query.where(accounted_flash_column(accounting) <= max_flash)
             if max_ram is not None:
                 query = query.where(Trial.ram_bytes <= max_ram)
-            row = s.scalars(query.order_by(*trial_order("-accuracy")).limit(1)).first()
+            # Ranked by the accuracy that ships: int8 on TFLM where measured, else float.
+            ranked = query.order_by(
+                func.coalesce(Trial.int8_accuracy, Trial.accuracy).desc(), Trial.index
+            )
+            row = s.scalars(ranked.limit(1)).first()
             return accounting, None if row is None else cv.trial_info(row)
 
     def count_trials(
@@ -342,28 +380,59 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
     # -- artifacts ----------------------------------------------------------------------
 
     def list_artifacts(self, job_id: str, index: int) -> list[ArtifactInfo]:
+        """The trial's artifacts: its search run's, then its final training's, by kind."""
         with self._tx("listing artifacts") as s:
             trial = trial_row(s, job_id, index)
             rows = s.scalars(
-                select(Artifact).where(Artifact.trial_id == trial.id).order_by(Artifact.kind)
+                select(Artifact)
+                .where(Artifact.trial_id == trial.id)
+                .order_by(Artifact.final, Artifact.kind)
             )
             return [cv.artifact_info(r, job_id, trial.index) for r in rows]
 
     def artifact_path(self, info: ArtifactInfo) -> Path:
-        """Absolute path of an artifact; refuses anything outside the artifact directory."""
-        return self._files.resolve(info.path)
+        """Absolute path of an artifact's file (in this storage's folder if it holds it, else
+        in the job's recorded one); refuses anything outside the artifact directory."""
+        own = self._files
+        if own.holds(info):
+            return own.resolve(info.path)
+        return self._job_files(self._recorded_dir(info.job_id)).resolve(info.path)
 
-    def read_artifact(self, job_id: str, index: int, kind: str) -> bytes:
-        """The artifact's bytes, verified against the stored sha256."""
+    def read_artifact(self, job_id: str, index: int, kind: str, *, final: bool = False) -> bytes:
+        """The artifact's bytes (``final``: of the trial's final training), verified against
+        the stored sha256."""
         with self._tx("reading an artifact") as s:
             trial = trial_row(s, job_id, index)
             row = s.scalars(
-                select(Artifact).where(Artifact.trial_id == trial.id, Artifact.kind == kind)
+                select(Artifact).where(
+                    Artifact.trial_id == trial.id,
+                    Artifact.kind == kind,
+                    Artifact.final.is_(bool(final)),
+                )
             ).one_or_none()
             if row is None:
-                raise missing_artifact(job_id, index, kind)
+                raise missing_artifact(job_id, index, kind, final=final)
             info = cv.artifact_info(row, job_id, trial.index)
-        return self._files.read(info)
+            recorded = job_row(s, job_id).artifact_dir
+        return self._read_file(info, recorded)
+
+
+def _put_artifacts(
+    s: Any, trial_id: int, staged: list[Any], effective_spec: Any, *, final: bool
+) -> None:
+    """Insert or replace the artifact rows of ``staged`` files."""
+    existing = {
+        a.kind: a
+        for a in s.scalars(
+            select(Artifact).where(Artifact.trial_id == trial_id, Artifact.final.is_(final))
+        )
+    }
+    now = utcnow()
+    for item in staged:
+        art = existing.get(item.kind) or Artifact(trial_id=trial_id, kind=item.kind, final=final)
+        art.sha256, art.size_bytes, art.path = item.sha256, item.size_bytes, item.rel_path
+        art.effective_spec, art.created_at = effective_spec, now
+        s.add(art)
 
 
 def _page(

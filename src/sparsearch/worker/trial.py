@@ -1,4 +1,5 @@
-"""``run_trial(spec, data) -> TrialResult``: build, train, prune, fine-tune, evaluate, serialise.
+"""``run_trial(spec, data) -> TrialResult``: build, train, prune, fine-tune, evaluate, export the
+int8 model, measure it on TFLite Micro, serialise.
 
 Pure and Ray-free: no database, no optimizer; everything in and out is plain data, so the same
 function runs in a test, in a Ray worker on this machine, or on a remote node.
@@ -21,14 +22,16 @@ from sparsearch.errors import DatasetError
 from sparsearch.pruning import get_method
 from sparsearch.space.builder import build_model
 from sparsearch.space.spec import TrialSpec, effective_arch
+from sparsearch.worker.deploy import deploy
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
 from sparsearch.worker.train import evaluate, set_determinism, train_epochs
 
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What one trained trial produced: validation/test accuracy, the model's effective spec
-    (post-pruning architecture to rebuild it) and artifact bytes keyed by kind."""
+    """What one trained trial produced: float and int8 (TFLM) validation/test accuracy, the
+    measured deployment cost, the model's effective spec (post-pruning architecture to rebuild
+    it) and artifact bytes keyed by kind."""
 
     accuracy: float
     test_accuracy: float
@@ -37,6 +40,15 @@ class TrialResult:
     zero_fraction: float
     effective_spec: dict[str, Any]
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    #: Measured on the shipped model (``worker.deploy``): stripped .tflite size, TFLM arena
+    #: total and head, int8 accuracy on TFLM; None when the spec asked for no deployment.
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    activation_bytes: int | None = None
+    int8_accuracy: float | None = None
+    int8_test_accuracy: float | None = None
+    export_seconds: float | None = None
+    deployment: dict[str, Any] | None = None
     worker_pid: int = 0
     worker_host: str = ""
     #: The Ray node id of the task that ran it (set by ``worker.remote``; "" outside Ray).
@@ -97,21 +109,34 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     model.eval()
     accuracy = evaluate(model, x_val, data.y_val)
     test_accuracy = evaluate(model, x_test, data.y_test)
-    effective = {
-        "arch": effective_arch(spec.arch, spec.pruning).to_dict(),
-        "pruning": spec.pruning.to_dict(),
-    }
+    arch = effective_arch(spec.arch, spec.pruning)
+    effective = {"arch": arch.to_dict(), "pruning": spec.pruning.to_dict()}
     artifacts = {"state_dict": state_dict_bytes(model)}
     if spec.export_onnx:
         artifacts["onnx"] = onnx_bytes(model, spec.arch.model_input_shape)
+    train_seconds = time.perf_counter() - start
+    measured: dict[str, Any] = {}
+    if spec.deploy:
+        shipped = deploy(model, arch, data, x_train, x_val, x_test, title=spec.label)
+        artifacts["tflite"], artifacts["c_source"] = shipped.tflite, shipped.c_source
+        measured = {
+            "flash_bytes": shipped.flash_bytes,
+            "ram_bytes": shipped.ram_bytes,
+            "activation_bytes": shipped.activation_bytes,
+            "int8_accuracy": shipped.int8_accuracy,
+            "int8_test_accuracy": shipped.int8_test_accuracy,
+            "export_seconds": shipped.export_seconds,
+            "deployment": shipped.metadata,
+        }
     return TrialResult(
         accuracy=accuracy,
         test_accuracy=test_accuracy,
-        train_seconds=time.perf_counter() - start,
+        train_seconds=train_seconds,
         param_count=sum(p.numel() for p in model.parameters()),
         zero_fraction=zero_fraction,
         effective_spec=effective,
         artifacts=artifacts,
         worker_pid=os.getpid(),
         worker_host=socket.gethostname(),
+        **measured,
     )

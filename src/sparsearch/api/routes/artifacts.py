@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from sparsearch.api.deps import OwnerDep, StorageDep
 from sparsearch.api.routes.jobs import JobId
@@ -28,7 +28,9 @@ def list_artifacts(
             filename=a.filename,
             size_bytes=a.size_bytes,
             sha256=a.sha256,
-            url=f"/v1/jobs/{job_id}/trials/{index}/artifacts/{a.kind}",
+            url=f"/v1/jobs/{job_id}/trials/{index}/artifacts/{a.kind}"
+            + f"?final={'true' if a.final else 'false'}",
+            final=a.final,
         )
         for a in storage.list_artifacts(job_id, index)
         if a.kind in MEDIA_TYPES
@@ -44,18 +46,29 @@ def list_artifacts(
     },
 )
 def download(
-    job_id: JobId, index: TrialIndex, kind: str, storage: StorageDep, owner: OwnerDep
+    job_id: JobId,
+    index: TrialIndex,
+    kind: str,
+    storage: StorageDep,
+    owner: OwnerDep,
+    final: bool | None = Query(
+        default=None,
+        description="true: the file of the trial's final training (finalize); false: of its "
+        "search run; unset: the final one when the trial has one, else the search run's",
+    ),
 ) -> Response:
     storage.get_job(job_id, owner=owner)
     if kind not in MEDIA_TYPES:
         raise HTTPException(
             404, f"unknown artifact kind; available kinds: {', '.join(MEDIA_TYPES)}"
         )
-    info = next((a for a in storage.list_artifacts(job_id, index) if a.kind == kind), None)
+    found = {a.final: a for a in storage.list_artifacts(job_id, index) if a.kind == kind}
+    info = found.get(True, found.get(False)) if final is None else found.get(final)
     if info is None:
         storage.get_trial(job_id, index)  # 404 for a missing trial first
-        raise HTTPException(404, f"trial {index} of job {job_id} has no {kind} artifact")
-    data = storage.read_artifact(job_id, index, kind)
+        what = "final " if final else ""
+        raise HTTPException(404, f"trial {index} of job {job_id} has no {what}{kind} artifact")
+    data = storage.read_artifact(job_id, index, kind, final=info.final)
     filename = f"job-{job_id}-trial-{index}-{info.filename}"
     return Response(
         data,

@@ -57,7 +57,7 @@ class BoStrategy:
         self._told: dict[str, Result] = {}  # key -> result, in told order
         self._pool: dict[str, dict[str, Any]] | None = None  # key -> point
         lim = screen.cfg.limits
-        self._limits = (lim.flash_bytes, lim.ram_bytes)
+        self._limits = (lim.flash_bytes, lim.model_ram_bytes)
         self._chance = 1.0 / max(2, screen.num_classes)
         self._hyper: dict[str, Any] | None = None  # the last fit's GP hyperparameters
         self._fitted_at = 0  # completed results when the hyperparameters were last optimized

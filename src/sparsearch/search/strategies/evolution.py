@@ -118,6 +118,6 @@ class EvolutionStrategy:
             Point(0, float(r.accuracy), r.flash, r.ram),  # type: ignore[arg-type]
             num_classes=self._screen.num_classes,
             flash_limit=lim.flash_bytes,
-            ram_limit=lim.ram_bytes,
+            ram_limit=lim.model_ram_bytes,
         )
         return sum(w * x for w, x in zip(weights, objectives, strict=True))
