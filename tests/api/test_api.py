@@ -70,7 +70,10 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["owner"] == "alice"
     assert job["limits"] == {
-        "flash_bytes": 24576, "ram_bytes": 6144, "macs": None, "ram_margin_bytes": 0
+        "flash_bytes": 24576,
+        "ram_bytes": 6144,
+        "macs": None,
+        "ram_margin_bytes": 0,
     }
     assert job["budget"] == {"trials": 4, "parallel": 2, "epochs": 4}
     assert job["progress"] == {
