@@ -1,16 +1,14 @@
-"""The ``sparsearch`` command line.
+"""The ``sparsearch`` command line: help, start-up, bad input and ``db upgrade``.
 
 Fast error cases run in-process through Typer's ``CliRunner``; whatever depends on the process
-(start-up imports, stdout purity, a real search on Ray) runs ``.venv/bin/sparsearch`` as a
-subprocess that joins the session's Ray (``SPARSEARCH_RAY_ADDRESS``) instead of starting one.
+(start-up imports, stdout purity) runs ``.venv/bin/sparsearch`` as a subprocess. A real search
+and the commands that read it (``jobs``, ``pareto``, ``pull``) are in tests/cli/test_real_search.py.
 Every database and artifact folder lives under ``tmp_path``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -18,127 +16,20 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from sparsearch.cli import app
-
-SPARSEARCH = Path(sys.executable).with_name("sparsearch")
-HEAVY_MODULES = ("torch", "ray", "botorch", "optuna", "sklearn")
-COMMANDS = ("search", "jobs", "pareto", "pull", "db")
-FLASH, RAM = 24 * 1024, 6 * 1024
-TRIAL_KEYS = {
-    "index",
-    "status",
-    "params",
-    "accuracy",
-    "flash_bytes",
-    "ram_bytes",
-    "activation_bytes",
-    "macs",
-    "feasible",
-    "pruning",
-    "generator",
-    "gen_seconds",
-    "train_seconds",
-}
-SEARCH_ARGS = (
-    "search",
-    "--dataset",
-    "digits",
-    "--flash",
-    "24KiB",
-    "--ram",
-    "6KiB",
-    "--trials",
-    "3",
-    "--parallel",
-    "2",
-    "--epochs",
-    "2",
-    "--seed",
-    "1",
+from tests.cli.cli_helpers import (
+    COMMANDS,
+    HEAVY_MODULES,
+    UNREACHABLE_DB,
+    Cli,
+    assert_clean_failure,
+    clean_env,
+    job_rows,
+    run_cli,
+    sqlite_url,
 )
-UNREACHABLE_DB = "postgresql://postgres:s3cret-pw@127.0.0.1:1/x"
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def clean_env(**settings: str) -> dict[str, str]:
-    """os.environ without any SPARSEARCH_* variable of the caller, plus ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARSEARCH_")}
-    env.update(settings)
-    return env
-
-
-def run_cli(*args: Any, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SPARSEARCH), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-    )
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-def job_rows(db_file: Path) -> list[tuple[str, str]]:
-    """(id, status) of every job in a SQLite database; [] if it or its schema doesn't exist."""
-    if not db_file.exists():
-        return []
-    with closing(sqlite3.connect(db_file)) as conn:
-        has_jobs = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
-        ).fetchone()
-        return conn.execute("SELECT id, status FROM jobs").fetchall() if has_jobs else []
-
-
-def assert_clean_failure(code: int, stdout: str, stderr: str, *needles: str) -> None:
-    """Non-zero exit, a message naming what was wrong on stderr, no traceback, stdout empty."""
-    everything = stdout + stderr
-    assert code != 0, everything
-    assert "Traceback" not in everything, everything
-    assert "error:" in stderr, stderr
-    for needle in needles:
-        assert needle in stderr, f"{needle!r} not in stderr:\n{stderr}"
-    assert stdout == "", stdout
-
-
-class Cli:
-    """In-process runner whose settings point into tmp_path (never at ~/.sparsearch)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.db_file = tmp_path / "cli.db"
-        self.env = {
-            "SPARSEARCH_DATABASE_URL": sqlite_url(self.db_file),
-            "SPARSEARCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "SPARSEARCH_RAY_ADDRESS": "",
-            "SPARSEARCH_RAY_NUM_CPUS": None,
-        }
-        self.runner = CliRunner()
-
-    def __call__(self, *args: Any, **env: str | None) -> Any:
-        result = self.runner.invoke(app, [str(a) for a in args], env={**self.env, **env})
-        # An uncaught exception becomes result.exception; a clean exit is a SystemExit (or None).
-        assert result.exception is None or isinstance(result.exception, SystemExit), (
-            result.exception,
-            result.output,
-        )
-        return result
-
-    def fails(self, args: list[Any], *needles: str, **env: str | None) -> Any:
-        result = self(*args, **env)
-        assert_clean_failure(result.exit_code, result.stdout, result.stderr, *needles)
-        return result
 
 
 @pytest.fixture
@@ -370,244 +261,6 @@ def test_limits_below_the_smallest_network_fail_the_job(
         assert doc["trials"] == [] and doc["pareto"] == []
     else:
         assert "Pareto front" in proc.stdout and "failed" in proc.stdout
-
-
-# -- 3. a real search --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> SimpleNamespace:
-    """One real small search with --json, shared by the tests of the other commands."""
-    root = tmp_path_factory.mktemp("cli-search")
-    db, artifacts = sqlite_url(root / "r.db"), root / "a"
-    env = clean_env(
-        SPARSEARCH_RAY_ADDRESS=ray_address,
-        SPARSEARCH_DATABASE_URL=sqlite_url(root / "unused.db"),
-        SPARSEARCH_ARTIFACT_DIR=str(root / "unused-artifacts"),
-        SPARSEARCH_HEARTBEAT_SECONDS="0.5",
-    )
-    proc = run_cli(
-        *SEARCH_ARGS, "--db", db, "--artifacts", artifacts, "--json", env=env, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return SimpleNamespace(
-        proc=proc, doc=json.loads(proc.stdout), db=db, artifacts=artifacts, env=env, root=root
-    )
-
-
-def _stored_artifact(run: SimpleNamespace, index: int, kind: str) -> bytes:
-    from sparsearch.storage import open_storage
-
-    storage = open_storage(run.db, run.artifacts)
-    try:
-        return storage.read_artifact(run.doc["job_id"], index, kind)
-    finally:
-        storage.close()
-
-
-def _best_front_trial(doc: dict[str, Any]) -> dict[str, Any]:
-    return max(doc["pareto"], key=lambda t: (t["accuracy"], -t["flash_bytes"]))
-
-
-@pytest.mark.slow
-def test_search_json_is_one_document_with_every_trial(searched: SimpleNamespace) -> None:
-    stdout, stderr = searched.proc.stdout, searched.proc.stderr
-    doc = json.loads(stdout)  # the whole of stdout is exactly one JSON document
-    assert stdout.strip().count("\n") == 0, stdout
-    assert "Traceback" not in stderr
-
-    assert {"job_id", "status", "limits", "hypervolume", "trials", "pareto"} <= set(doc)
-    assert doc["status"] == "completed"
-    assert doc["limits"]["flash_bytes"] == FLASH and doc["limits"]["ram_bytes"] == RAM
-    assert isinstance(doc["hypervolume"], float) and 0.0 <= doc["hypervolume"] <= 1.0
-
-    trained = [t for t in doc["trials"] if t["status"] in ("completed", "failed")]
-    assert len(trained) == 3, [(t["index"], t["status"], t.get("error")) for t in doc["trials"]]
-    for t in doc["trials"]:
-        assert set(t) >= TRIAL_KEYS, TRIAL_KEYS - set(t)
-    assert [t["index"] for t in doc["trials"]] == list(range(len(doc["trials"])))
-
-    assert doc["pareto"], "no trial on the front"
-    assert [t["index"] for t in doc["pareto"]] == [t["index"] for t in doc["trials"] if t["pareto"]]
-    for t in doc["pareto"]:
-        assert t["status"] == "completed" and t["feasible"]
-        assert t["test_accuracy"] is not None and 0.0 <= t["test_accuracy"] <= 1.0
-        assert t["flash_bytes"] <= FLASH and t["ram_bytes"] <= RAM
-
-    # The stderr echo shows the parsed limits in bytes.
-    assert "24576" in stderr and "6144" in stderr
-    assert doc["job_id"] in stderr
-    # Only sparsearch speaks on stderr (job line, progress bar): no BoTorch, Optuna or Ray lines.
-    noise = r"INFO|WARNING|botorch|optuna|\b[Rr]ay\b"
-    chatter = [ln for ln in stderr.splitlines() if re.search(noise, ln)]
-    assert chatter == [], chatter
-
-
-@pytest.mark.slow
-def test_jobs_lists_the_job(searched: SimpleNamespace) -> None:
-    job_id = searched.doc["job_id"]
-    proc = run_cli("jobs", "--json", "--db", searched.db, env=searched.env)
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
-    assert [(r["id"], r["status"]) for r in rows] == [(job_id, "completed")]
-    assert rows[0]["limits"]["flash_bytes"] == FLASH
-    assert rows[0]["progress"]["trained"] == rows[0]["budget"]["trials"]
-
-    completed = run_cli(
-        "jobs", "--status", "completed", "--json", "--db", searched.db, env=searched.env
-    )
-    assert [r["id"] for r in json.loads(completed.stdout)] == [job_id]
-    failed = run_cli("jobs", "--status", "failed", "--json", "--db", searched.db, env=searched.env)
-    assert json.loads(failed.stdout) == []
-
-    table = run_cli("jobs", "--db", searched.db, env=searched.env)
-    assert table.returncode == 0, table.stderr
-    assert job_id in table.stdout  # the id users copy into `pareto`/`pull` is never elided
-
-
-@pytest.mark.slow
-def test_the_search_held_its_job_with_heartbeats(searched: SimpleNamespace) -> None:
-    """The CLI process held the job as a scheduler would: created running under its own holder
-    (kind "cli"), beaten for while it ran, let go (holder stopped) at the end."""
-    from sparsearch.storage import open_storage
-
-    job_id = searched.doc["job_id"]
-    with open_storage(searched.db, searched.artifacts) as storage:
-        job = storage.get_job(job_id)
-        claims = storage.list_claims(job_id)
-    assert [c.previous_status for c in claims] == ["queued"]
-    holder = claims[0].scheduler_id
-    assert holder is not None and holder.startswith("cli:") and job.scheduler_id == holder
-    assert job.heartbeat_at is not None and job.started_at is not None
-    assert (job.heartbeat_at - job.started_at).total_seconds() >= 0.5  # beaten after the claim
-    with closing(sqlite3.connect(searched.db.removeprefix("sqlite:///"))) as conn:
-        kind, pid, started, beat, stopped = conn.execute(
-            "SELECT kind, pid, started_at, heartbeat_at, stopped_at FROM schedulers WHERE id = ?",
-            (holder,),
-        ).fetchone()
-    assert kind == "cli" and str(pid) in holder and stopped is not None and beat > started
-    assert all(t["charged"] for t in searched.doc["trials"])
-    assert searched.doc["strategy"] == "bo"
-
-
-@pytest.mark.slow
-def test_pareto_json_and_table(searched: SimpleNamespace) -> None:
-    job_id = searched.doc["job_id"]
-    front = [t["index"] for t in searched.doc["pareto"]]
-    proc = run_cli("pareto", job_id, "--json", "--db", searched.db, env=searched.env)
-    assert proc.returncode == 0, proc.stderr
-    listed = json.loads(proc.stdout)
-    assert sorted(t["index"] for t in listed) == sorted(front)
-    accuracies = [t["accuracy"] for t in listed]  # most accurate first, as the API lists it
-    assert accuracies == sorted(accuracies, reverse=True)
-
-    table = run_cli("pareto", job_id, "--db", searched.db, env=searched.env)
-    assert table.returncode == 0, table.stderr
-    assert "Pareto front" in table.stdout and job_id in table.stdout
-
-
-@pytest.mark.slow
-def test_pull_onnx_of_the_default_trial_is_a_valid_model(
-    searched: SimpleNamespace, tmp_path: Path
-) -> None:
-    import onnx
-
-    job_id, best = searched.doc["job_id"], _best_front_trial(searched.doc)
-    out = tmp_path / "nested" / "x.onnx"
-    proc = run_cli(
-        "pull",
-        job_id,
-        "--format",
-        "onnx",
-        "-o",
-        out,
-        "--db",
-        searched.db,
-        "--artifacts",
-        searched.artifacts,
-        env=searched.env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert f"trial {best['index']}" in proc.stderr
-    model = onnx.load(str(out))
-    onnx.checker.check_model(model)
-    assert out.read_bytes() == _stored_artifact(searched, best["index"], "onnx")
-
-
-@pytest.mark.slow
-def test_pull_state_dict_writes_the_stored_bytes(searched: SimpleNamespace, tmp_path: Path) -> None:
-    job_id = searched.doc["job_id"]
-    completed = [t for t in searched.doc["trials"] if t["status"] == "completed"]
-    assert completed
-    best = _best_front_trial(searched.doc)
-    # Prefer a trial that is not the default one, so --trial is what picks it.
-    trial = next((t for t in completed if t["index"] != best["index"]), completed[0])
-    common = ["--db", searched.db, "--artifacts", searched.artifacts]
-
-    out = tmp_path / "model.pt"
-    proc = run_cli(
-        "pull",
-        job_id,
-        "--format",
-        "state_dict",
-        "--trial",
-        trial["index"],
-        "-o",
-        out,
-        *common,
-        env=searched.env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert out.read_bytes() == _stored_artifact(searched, trial["index"], "state_dict")
-
-    # Without --trial: the most accurate trial on the front.
-    default = tmp_path / "default.pt"
-    proc = run_cli(
-        "pull", job_id, "--format", "state_dict", "-o", default, *common, env=searched.env
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert default.read_bytes() == _stored_artifact(searched, best["index"], "state_dict")
-
-    # The README's recipe: the bytes load into the network rebuilt from the effective spec.
-    from sparsearch.worker.export import load_model
-
-    load_model(best["effective_spec"], default.read_bytes())
-
-
-@pytest.mark.slow
-def test_pull_errors_on_a_real_job(searched: SimpleNamespace, tmp_path: Path) -> None:
-    job_id = searched.doc["job_id"]
-    cli = Cli(tmp_path)
-    common = ["--db", searched.db, "--artifacts", searched.artifacts]
-    out = tmp_path / "x.onnx"
-    cli.fails(["pull", job_id, "--trial", "99", "-o", out, *common], "has no trial 99")
-    cli.fails(["pull", job_id, "--format", "h5", "-o", out, *common], "unknown format 'h5'")
-    assert not out.exists()
-    cli.fails(["pull", job_id, "-o", tmp_path, *common], "cannot write", str(tmp_path))
-
-
-@pytest.mark.slow
-def test_search_without_json_prints_the_front_table(tmp_path: Path, ray_address: str) -> None:
-    env = clean_env(
-        SPARSEARCH_RAY_ADDRESS=ray_address, SPARSEARCH_ARTIFACT_DIR=str(tmp_path / "unused")
-    )
-    db_file = tmp_path / "t.db"
-    proc = run_cli(
-        *SEARCH_ARGS,
-        "--db",
-        sqlite_url(db_file),
-        "--artifacts",
-        tmp_path / "a",
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "Traceback" not in proc.stdout + proc.stderr
-    ((job_id, status),) = job_rows(db_file)
-    assert status == "completed"
-    assert "Pareto front" in proc.stdout and job_id in proc.stdout
-    assert not proc.stdout.lstrip().startswith("{")
 
 
 # -- 4. db upgrade -----------------------------------------------------------------------------

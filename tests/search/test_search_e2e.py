@@ -84,7 +84,19 @@ def test_search_trains_on_ray_stores_everything_and_reloads(local_storage, ray_a
             assert any(_dominates(f, t) for f in front)
     job_after = local_storage.get_job(job.id)
     assert 0.0 < job_after.hypervolume <= 1.0
-    assert job_after.best_accuracy == max(t.accuracy for t in completed)
+    # The objective is the accuracy that ships: the int8 model's, run on TFLite Micro.
+    assert job_after.best_accuracy == max(t.int8_accuracy for t in completed)
+
+    # Every trained trial was exported and measured; the estimates stay beside the measurements.
+    for t in trained:
+        assert t.measured and t.export_seconds > 0
+        assert t.est_flash_bytes is not None and t.est_ram_bytes is not None
+        assert t.flash_bytes == t.deployment["flash_bytes"]
+        assert t.ram_bytes == t.deployment["arena"]["total"]
+        assert t.activation_bytes == t.deployment["arena"]["head"]
+        assert 0.0 <= t.int8_accuracy <= 1.0 and 0.0 <= t.int8_test_accuracy <= 1.0
+        tflite = local_storage.read_artifact(job.id, t.index, "tflite")
+        assert len(tflite) == t.flash_bytes and tflite[4:8] == b"TFL3"
 
     # A structurally pruned artifact reloads from its effective spec and reproduces the accuracy.
     from sparsearch.datasets import load_dataset
@@ -95,7 +107,7 @@ def test_search_trains_on_ray_stores_everything_and_reloads(local_storage, ray_a
 
     best = max(front, key=lambda t: t.accuracy)
     kinds = {a.kind for a in local_storage.list_artifacts(job.id, best.index)}
-    assert kinds == {"state_dict", "onnx"}
+    assert kinds == {"state_dict", "onnx", "tflite", "c_source"}
     effective = ArchSpec.from_dict(best.effective_spec["arch"])
     original = [best.params[f"b{i}_channels"] for i in range(best.params["n_blocks"])]
     assert [b.channels for b in effective.blocks] != original  # really pruned
@@ -129,6 +141,42 @@ def test_crashing_trials_are_recorded_and_the_search_goes_on(local_storage, ray_
     assert all("boom: injected crash" in t.error for t in trained), [t.error for t in trained]
     assert not any(t.pareto for t in trained)
     assert local_storage.get_job(job.id).best_accuracy is None
+
+
+def unconvertible_second_trial(spec, data, *, threads=1):
+    """The real trial, except that trial 1's model cannot be converted to TFLite."""
+    from sparsearch.worker import tflite, trial
+
+    def refuse(model, calibration):
+        raise RuntimeError("injected: operator not supported by the converter")
+
+    original = tflite._convert
+    tflite._convert = refuse if spec.label.endswith("trial 1") else original
+    try:
+        return trial.run_trial(spec, data, threads=threads)
+    finally:
+        tflite._convert = original
+
+
+def test_an_unconvertible_model_fails_its_trial_and_the_search_goes_on(
+    local_storage, ray_address
+):
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    job = _job(local_storage, trials=3, epochs=2)
+    final = SearchDriver(
+        local_storage, job.id, ray_address=ray_address, trial_fn=unconvertible_second_trial
+    ).run()
+    assert final.status == "completed"
+    trials = {t.index: t for t in local_storage.list_trials(job.id)}
+    assert [trials[i].status for i in range(3)] == ["completed", "failed", "completed"]
+    assert "int8 export failed" in trials[1].error
+    assert "operator not supported by the converter" in trials[1].error
+    assert trials[1].charged and not trials[1].pareto
+    assert trials[0].measured and trials[2].measured
 
 
 def test_limits_below_the_smallest_network_fail_at_once(local_storage, ray_address):
