@@ -59,12 +59,15 @@ class LocalBackend:
             )
         return front_trial_json(trial, accounting)
 
-    def artifact(self, job_id: str, index: int, kind: str, final: bool | None = None) -> bytes:
-        """An artifact's bytes; ``final`` None: the final training's when there is one."""
+    def artifact(
+        self, job_id: str, index: int, kind: str, final: bool | None = None
+    ) -> tuple[bytes, bool]:
+        """An artifact's bytes and whether they are the final training's; ``final`` None:
+        the final training's when the trial has one, else the search run's."""
         if final is None:
             kinds = {(a.kind, a.final) for a in self.storage.list_artifacts(job_id, index)}
             final = (kind, True) in kinds
-        return self.storage.read_artifact(job_id, index, kind, final=final)
+        return self.storage.read_artifact(job_id, index, kind, final=final), final
 
 
 class RemoteBackend:
@@ -122,10 +125,18 @@ class RemoteBackend:
     def best(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}/best").json()
 
-    def artifact(self, job_id: str, index: int, kind: str, final: bool | None = None) -> bytes:
+    def finalize(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Queue a finalize job on the server (``POST /v1/jobs/{id}/finalize``)."""
+        return self._request("POST", f"/v1/jobs/{job_id}/finalize", json=body).json()
+
+    def artifact(
+        self, job_id: str, index: int, kind: str, final: bool | None = None
+    ) -> tuple[bytes, bool]:
         params = {} if final is None else {"final": "true" if final else "false"}
         path = f"/v1/jobs/{job_id}/trials/{index}/artifacts/{kind}"
-        return self._request("GET", path, params=params).content
+        response = self._request("GET", path, params=params)
+        disposition = response.headers.get("Content-Disposition", "")
+        return response.content, f"-final-{kind}." in disposition
 
 
 def _error_from(response: Any) -> SparsearchError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sparsearch.errors import ConfigError
+from sparsearch.errors import ConfigError, NotFoundError
 from sparsearch.space.params import SpaceConfig
 from sparsearch.vocabulary import (
     DEFAULT_STRATEGY,
@@ -111,6 +111,30 @@ def default_space(flash_accounting: str) -> SpaceConfig:
 
 
 @dataclass(frozen=True)
+class FinalizePlan:
+    """What a finalize job retrains: trials of job ``job_id`` (``trials``, with the ``params``
+    each was searched with, in order), from scratch on the whole training split (train +
+    validation) for the job's ``budget.epochs``; results go to those trials' ``final``."""
+
+    job_id: str
+    trials: tuple[int, ...]
+    params: tuple[dict[str, Any], ...]
+
+    def __post_init__(self) -> None:
+        if not self.trials or len(self.trials) != len(self.params):
+            raise ConfigError(
+                "a finalize job needs at least one trial, each with its parameters",
+                "choose trials with --trials 3,7 or --front",
+            )
+        if len(set(self.trials)) != len(self.trials):
+            raise ConfigError(f"trials {list(self.trials)} repeat an index", "list each once")
+
+    def source_index(self, position: int) -> int:
+        """The source trial that this job's trial ``position`` retrains."""
+        return self.trials[position]
+
+
+@dataclass(frozen=True)
 class JobConfig:
     dataset: str
     limits: Limits
@@ -120,6 +144,8 @@ class JobConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     train_limit: int | None = None  # stratified subset of the training split (benchmarks)
     strategy: str = DEFAULT_STRATEGY
+    #: Set on a finalize job: it retrains these trials of another job instead of searching.
+    finalize: FinalizePlan | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -191,7 +217,22 @@ class JobConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["space"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["space"].items()}
+        if self.finalize is None:
+            del d["finalize"]  # search jobs' configs stay as they were
+        else:
+            d["finalize"] = {
+                "job_id": self.finalize.job_id,
+                "trials": list(self.finalize.trials),
+                "params": [dict(p) for p in self.finalize.params],
+            }
         return d
+
+    def finalizing(self, source_job: str, trials: list[int], params: list[dict], epochs: int):
+        """The config of a job that retrains ``trials`` of ``source_job`` (this is its config)
+        for ``epochs`` on the whole training split: same data, seed, limits and space."""
+        plan = FinalizePlan(source_job, tuple(trials), tuple(dict(p) for p in params))
+        budget = Budget(len(trials), min(self.budget.parallel, len(trials)), epochs)
+        return replace(self, budget=budget, train_limit=None, finalize=plan)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobConfig:
@@ -208,7 +249,85 @@ class JobConfig:
             train_limit=d.get("train_limit"),
             # Jobs stored before strategies existed ran Bayesian optimization (then on Ax).
             strategy=d.get("strategy", DEFAULT_STRATEGY),
+            finalize=(
+                FinalizePlan(
+                    d["finalize"]["job_id"],
+                    tuple(int(i) for i in d["finalize"]["trials"]),
+                    tuple(dict(p) for p in d["finalize"]["params"]),
+                )
+                if d.get("finalize")
+                else None
+            ),
         )
 
     def with_budget(self, **changes: Any) -> JobConfig:
         return replace(self, budget=replace(self.budget, **changes))
+
+
+# --- finalize jobs ----------------------------------------------------------------------------
+
+#: The statuses of a trial's final training (its ``final["status"]``).
+FINAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed")
+#: A finalize job trains this many times the search's epochs unless told otherwise.
+DEFAULT_EPOCH_FACTOR = 4
+
+
+def plan_finalize(
+    storage: Any,
+    job_id: str,
+    *,
+    trials: list[int] | None = None,
+    front: bool = False,
+    epochs: int | None = None,
+    owner: str | None = None,
+) -> tuple[JobConfig, list[int]]:
+    """The config of a finalize job for ``job_id``'s ``trials`` (``front``: every front trial;
+    neither: the most accurate front trial, int8 where measured), and those indices.
+    ConfigError / NotFoundError say what cannot be finalized and why."""
+    job = storage.get_job(job_id, owner=owner)
+    cfg = JobConfig.from_dict(job.config)
+    if cfg.finalize is not None:
+        raise ConfigError(
+            f"job {job_id} is itself a finalize job",
+            f"finalize trials of the search job {cfg.finalize.job_id}",
+        )
+    if trials and front:
+        raise ConfigError("--trials and --front choose trials two ways", "pass one of them")
+    if front:
+        _, on_front = storage.front(job_id)
+        chosen = [t.index for t in on_front]
+        if not chosen:
+            raise NotFoundError(f"job {job_id} has no trial on its front yet", "wait for one")
+    elif trials:
+        chosen = list(dict.fromkeys(int(i) for i in trials))
+    else:
+        _, best = storage.best_front_trial(job_id)
+        if best is None:
+            raise NotFoundError(
+                f"job {job_id} has no trial on its front yet",
+                "wait for a trial to complete, or pass --trials N",
+            )
+        chosen = [best.index]
+    params = []
+    for index in chosen:
+        trial = storage.get_trial(job_id, index)
+        if trial.status != "completed":
+            raise ConfigError(
+                f"trial {index} of job {job_id} is {trial.status}, not completed",
+                "finalize completed trials (see `sparsearch pareto`)",
+            )
+        params.append(trial.params)
+    epochs = epochs if epochs is not None else DEFAULT_EPOCH_FACTOR * cfg.budget.epochs
+    return cfg.finalizing(job_id, chosen, params, epochs), chosen
+
+
+def mark_queued(storage: Any, finalize_job: Any) -> None:
+    """Set every planned trial's final status to queued (right after the job is created)."""
+    cfg = JobConfig.from_dict(finalize_job.config)
+    assert cfg.finalize is not None
+    for index in cfg.finalize.trials:
+        storage.set_final(
+            cfg.finalize.job_id,
+            index,
+            {"status": "queued", "job": finalize_job.id, "epochs": cfg.budget.epochs},
+        )

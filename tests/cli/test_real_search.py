@@ -304,3 +304,41 @@ def test_pull_c_source_is_the_header_and_array_of_the_tflite(
     assert f"g_model_data_len = {best['flash_bytes']};" in source
     for method in best["deployment"]["op_resolver"]:
         assert f"resolver.{method};" in header
+
+
+@pytest.mark.slow
+def test_finalize_retrains_the_best_trial_and_pull_then_takes_the_final_model(
+    searched: SimpleNamespace, tmp_path: Path
+) -> None:
+    """Last in this file: it adds final models to the shared job."""
+    from sparsearch.worker.tflm import run_tflm
+
+    job_id, best = searched.doc["job_id"], _best_front_trial(searched.doc)
+    proc = run_cli(
+        "finalize", job_id, "--epochs", "3", "--json", "--db", searched.db, env=searched.env,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "completed" and doc["finalizes"] == job_id
+    assert doc["strategy"] == "finalize" and doc["budget"]["epochs"] == 3
+    (entry,) = doc["finalized"]
+    final = entry["final"]
+    assert entry["index"] == best["index"] and final["status"] == "completed"
+    # Scored on the whole test split (digits: 360 images), on TFLite Micro.
+    assert final["deployment"]["int8_eval_images"]["test"] == 360
+    assert 0.0 < final["int8_test_accuracy"] <= 1.0
+
+    out = tmp_path / "final.tflite"
+    pulled = run_cli("pull", job_id, "-o", out, "--db", searched.db, env=searched.env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "final model" in pulled.stderr
+    assert len(out.read_bytes()) == final["flash_bytes"]
+    assert run_tflm(out.read_bytes()).arena_total == final["ram_bytes"]
+    search_run = tmp_path / "search.tflite"
+    pulled = run_cli(
+        "pull", job_id, "--search-run", "-o", search_run, "--db", searched.db, env=searched.env
+    )
+    assert pulled.returncode == 0 and "search run" in pulled.stderr
+    assert search_run.read_bytes() == _stored_artifact(searched, best["index"], "tflite")
+    assert search_run.read_bytes() != out.read_bytes()  # retrained: other weights

@@ -3,14 +3,16 @@ measured flash / RAM and an int8 accuracy, as ``run_trial`` gives them once it e
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
+from tests.search.test_driver import FakeRunner, _job
 
 from sparsearch.api.views import job_public
 from sparsearch.search.driver import SearchDriver
 from sparsearch.space.estimate import estimate
-from tests.search.test_driver import FakeRunner, _job
+from sparsearch.worker.remote import TrialFailure
 
 
 class MeasuringRunner(FakeRunner):
@@ -26,8 +28,10 @@ class MeasuringRunner(FakeRunner):
     def result(self, ref):
         spec = self.running[ref][1]
         base = super().result(ref)
+        if isinstance(base, TrialFailure):
+            return base
         est = estimate(spec.arch, spec.pruning)
-        index = int(spec.label.rsplit(" ", 1)[1])
+        index = int(re.findall(r"trial (\d+)", spec.label)[-1])
         ram = self.ram_limit + self.over_by if index in self.over else est.ram_bytes - 8
         return replace(
             base,

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sparsearch.api.guard import RequestGuard
 from sparsearch.api.metrics import install_metrics
-from sparsearch.api.routes import artifacts, datasets, health, jobs, trials
+from sparsearch.api.routes import artifacts, datasets, finalize, health, jobs, trials
 from sparsearch.api.schemas import Problem
 from sparsearch.config import Settings
 from sparsearch.errors import (
@@ -139,6 +139,6 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     # thereby also observes the 401s and 413s it answers.
     app.add_middleware(RequestGuard, state=app.state)
     install_metrics(app, storage)  # /metrics, request latency middleware
-    for module in (jobs, trials, artifacts, datasets, health):
+    for module in (jobs, trials, artifacts, finalize, datasets, health):
         app.include_router(module.router)
     return app

@@ -136,7 +136,10 @@ class JobPublic(BaseModel):
     budget: dict[str, int]
     seed: int
     flash_accounting: str
-    strategy: str
+    strategy: str = Field(description="The search strategy; `finalize` for a finalize job")
+    finalizes: str | None = Field(
+        default=None, description="A finalize job: the job whose trials it retrains"
+    )
     progress: Progress
     best_accuracy: float | None
     hypervolume: float | None

@@ -64,7 +64,8 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         budget=cfg["budget"],
         seed=cfg.get("seed", 0),
         flash_accounting=cfg.get("flash_accounting", "dense"),
-        strategy=cfg.get("strategy", DEFAULT_STRATEGY),
+        strategy="finalize" if cfg.get("finalize") else cfg.get("strategy", DEFAULT_STRATEGY),
+        finalizes=(cfg.get("finalize") or {}).get("job_id"),
         progress=Progress(
             budget=cfg["budget"]["trials"],
             trained=completed + failed,

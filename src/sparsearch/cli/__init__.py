@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from sparsearch.cli import db, jobs, search, service, tokens
+from sparsearch.cli import db, finalize, jobs, search, service, tokens
 from sparsearch.cli.common import print_error
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def _main(
 app.command()(search.search)
 for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit, jobs.cancel):
     app.command()(command)
+app.command()(finalize.finalize)
+app.command()(finalize.export)
 app.command()(service.serve)
 app.command("scheduler")(service.scheduler_command)
 app.add_typer(tokens.token_app, name="token")

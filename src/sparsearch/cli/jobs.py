@@ -126,7 +126,7 @@ def pull(
         source = backend(server, token, db, artifacts)
         if trial is None:
             trial = source.best(job_id)["index"]
-        data = source.artifact(job_id, trial, fmt, final=False if search_run else None)
+        data, final = source.artifact(job_id, trial, fmt, final=False if search_run else None)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_bytes(data)
@@ -136,7 +136,8 @@ def pull(
             ) from e
     except SparsearchError as e:
         fail(e)
-    say(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial})")
+    model = "final model" if final else "search run"
+    say(f"wrote {output} ({len(data)} B, {fmt}, job {job_id} trial {trial}, {model})")
 
 
 def submit(

@@ -199,6 +199,38 @@ def front_table(
     return FitTable(title, columns, rows)
 
 
+def final_table(finals: Iterable[dict[str, Any]], *, title: str) -> FitTable:
+    """Final trainings: trial, status, int8 test accuracy (whole test split, TFLM), flash,
+    RAM, then the float test accuracy, epochs and whether it is within the limits."""
+    columns = [
+        Col("trial", 0, right=True, ident=True),
+        Col("status", 0),
+        Col("int8 test", 0, right=True),
+        Col("flash", 0, right=True),
+        Col("RAM", 0, right=True),
+        Col("float test", 1, right=True),
+        Col("epochs", 2, right=True),
+        Col("fits", 2),
+    ]
+    rows = []
+    for item in finals:
+        f = item.get("final") or {}
+        fits = f.get("feasible")
+        rows.append(
+            {
+                "trial": str(item["index"]),
+                "status": str(f.get("status", "-")),
+                "int8 test": _pct(f.get("int8_test_accuracy")),
+                "flash": format_size(f.get("flash_bytes")),
+                "RAM": format_size(f.get("ram_bytes")),
+                "float test": _pct(f.get("test_accuracy")),
+                "epochs": str(f.get("epochs", "")),
+                "fits": "" if fits is None else ("yes" if fits else "OVER A LIMIT"),
+            }
+        )
+    return FitTable(title, columns, rows)
+
+
 def _trials(j: dict[str, Any]) -> str:
     """Trained/budget ("3/5"), or the budget alone when there is no progress."""
     budget = (j.get("budget") or {}).get("trials", "")

@@ -189,9 +189,22 @@ def run_job(
         code = 1
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
+    elif "finalized" in doc:
+        print_finalized(doc)
     else:
         print_front(doc)
     raise typer.Exit(code)
+
+
+def print_finalized(doc: dict[str, Any]) -> None:
+    """A finalize job's outcome: per source trial, its final status and measured numbers."""
+    from sparsearch.cli.render import final_table
+
+    out.print(final_table(doc["finalized"], title=f"Final models of job {doc['finalizes']}"))
+    out.print(
+        f"pull one with `sparsearch pull {doc['finalizes']} --trial N -o model.tflite` "
+        "(the final model is the default)"
+    )
 
 
 def _leave(
@@ -238,7 +251,19 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
         "best_accuracy": job.best_accuracy,
         "trials": trials,
         "pareto": [t for t in trials if t["pareto"]],
+        **_finalized(storage, job.config),
     }
+
+
+def _finalized(storage: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """A finalize job's document also lists the source trials' final trainings."""
+    plan = config.get("finalize")
+    if not plan:
+        return {}
+    finals = [
+        {"index": i, "final": storage.get_trial(plan["job_id"], i).final} for i in plan["trials"]
+    ]
+    return {"finalizes": plan["job_id"], "finalized": finals}
 
 
 def print_front(doc: dict[str, Any]) -> None:

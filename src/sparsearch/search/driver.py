@@ -6,6 +6,7 @@ as soon as it arrives, and a resumed search rebuilds the optimizer from the stor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from typing import Any
 
 from sparsearch.errors import ClusterError, SearchError, SparsearchError
 from sparsearch.jobconfig import JobConfig
+from sparsearch.search.finalize import FinalizeStrategy, FinalRecorder
 from sparsearch.search.lookahead import Exhausted, Lookahead
-from sparsearch.search.pareto import Point, normalized_hypervolume, pareto_indices
+from sparsearch.search.pareto import refresh_front
 from sparsearch.search.screen import Costs, Screen
 from sparsearch.search.strategies import Proposal, Result, Strategy, make_strategy
 from sparsearch.space.spec import TrainSpec, TrialSpec
@@ -147,6 +149,7 @@ class SearchDriver:
             busy_seconds=[0.0] * parallel,
         )
         self._lookahead: Lookahead | None = None
+        self._final: FinalRecorder | None = None  # a finalize job's writer of final results
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -274,7 +277,10 @@ class SearchDriver:
         """Store the candidate as a running trial and start it on a free slot."""
         assert self._lookahead is not None
         costs = self.screen.costs(proposal.params)
-        if not self.screen.within(costs):  # a strategy's bug must not cost a training
+        # A strategy's bug must not cost a training; a finalize job retrains trials that
+        # were within the limits when searched (and its measurement decides again).
+        retrain = costs is not None and self._final is not None
+        if not retrain and not self.screen.within(costs):
             raise SearchError(
                 f"strategy {self.cfg.strategy!r} proposed a candidate over a limit by "
                 f"estimate: {proposal.params}",
@@ -305,10 +311,16 @@ class SearchDriver:
             batch_size=self._batch_size,
             seed=self.cfg.seed,
         )
-        label = f"job {self.job.id} trial {index}"
-        ref = runner.submit(
-            TrialSpec(arch=arch, pruning=pruning, train=train, label=label), data_ref
-        )
+        final = self.cfg.finalize is not None
+        if final:
+            source = self.cfg.finalize.job_id  # type: ignore[union-attr]
+            label = f"job {source}, final training (job {self.job.id} trial {index})"
+        else:
+            label = f"job {self.job.id} trial {index}"
+        spec = TrialSpec(arch=arch, pruning=pruning, train=train, label=label, final=final)
+        ref = runner.submit(spec, data_ref)
+        if self._final is not None:
+            self._final.started(proposal.params)
         state.inflight[ref] = _Flight(index, slot, proposal.params, costs, now)
         self._lookahead.started(index, proposal.params)
         self.progress.running += 1
@@ -340,6 +352,8 @@ class SearchDriver:
                 index, Result(flight.params, None, costs.flash, costs.ram, costs.macs)
             )
             self.progress.failed += 1
+            if self._final is not None:
+                self._final.failed(flight.params, outcome.reason)
             self._emit(f"trial {index} failed: {outcome.reason}", index)
             return
         metrics: dict[str, Any] = {
@@ -370,6 +384,8 @@ class SearchDriver:
             effective_spec=outcome.effective_spec,
             artifacts=outcome.artifacts,
         )
+        if self._final is not None:
+            self._final.completed(flight.params, outcome, feasible)
         self._lookahead.finished(index, Result(flight.params, score, flash, ram, costs.macs))
         self.progress.completed += 1
         if not feasible:
@@ -404,6 +420,9 @@ class SearchDriver:
         cfg = self.cfg
         if self._strategy_factory is not None:
             strategy = self._strategy_factory(self.screen)
+        elif cfg.finalize is not None:
+            strategy = FinalizeStrategy(self.screen, cfg.finalize)
+            self._final = FinalRecorder(self.storage, self.job.id, cfg, self.screen.codec)
         else:
             strategy = make_strategy(
                 cfg.strategy,
@@ -444,6 +463,8 @@ class SearchDriver:
             else:
                 self.progress.failed += 1
         for k, t in reversed(list(redo.items())):
+            if self._final is not None:
+                break  # a finalize job's strategy proposes every untrained plan entry itself
             if k not in tried and self.screen.within(self.screen.costs(t.params)):
                 lookahead.push(Proposal(self.screen.codec.canonical(t.params), t.generator, 0.0))
         if self.progress.completed:
@@ -456,24 +477,9 @@ class SearchDriver:
             self.progress.screened = screened
 
     def _refresh_front(self) -> None:
-        cfg = self.cfg
-        trials = self.storage.list_trials(self.job.id, status="completed")
-        points = [
-            Point(t.index, t.objective_accuracy, _flash(cfg, t.to_json()), t.ram_bytes)
-            for t in trials
-            if t.feasible and t.objective_accuracy is not None
-        ]
-        self.storage.set_pareto(self.job.id, pareto_indices(points))
-        hv = normalized_hypervolume(
-            points,
-            num_classes=self._num_classes,
-            flash_limit=cfg.limits.flash_bytes,
-            ram_limit=cfg.limits.model_ram_bytes,
-        )
-        best = max((p.accuracy for p in points), default=None)
         self._sync_screened()
-        self.storage.update_job_summary(
-            self.job.id, hypervolume=hv, best_accuracy=best, screened=self.progress.screened
+        hv, best = refresh_front(
+            self.storage, self.job.id, self.cfg, self._num_classes, self.progress.screened
         )
         self.progress.hypervolume, self.progress.best_accuracy = hv, best
 
@@ -492,9 +498,14 @@ class SearchDriver:
         for ref in list(state.inflight):
             if runner is not None:
                 runner.cancel(ref)
+        flights = list(state.inflight.values())
         state.inflight.clear()
         if job_status == LOST:
             return  # another scheduler owns the job (and its trial rows) now
+        if self._final is not None:
+            for flight in flights:
+                with contextlib.suppress(SparsearchError):
+                    self._final.stopped(flight.params, job_status)
         try:
             self.storage.fail_unfinished_trials(self.job.id, reason, charged=False)
             if hasattr(self, "screen"):

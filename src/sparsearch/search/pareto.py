@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,34 @@ def normalized_hypervolume(
         return 0.0
     front = y[is_non_dominated(y)]
     return float(Hypervolume(ref_point=torch.zeros(3, dtype=torch.double)).compute(front))
+
+
+def refresh_front(
+    storage: Any, job_id: str, cfg: Any, num_classes: int, screened: int | None = None
+) -> tuple[float, float | None]:
+    """Recompute a stored job's front from its feasible completed trials (objective accuracy:
+    int8 where measured; flash as the job accounts it; RAM), flag it, and store the job's
+    hypervolume and best accuracy (and ``screened`` when given); returns (hv, best)."""
+    from sparsearch.vocabulary import accounted_flash
+
+    trials = storage.list_trials(job_id, status="completed")
+    points = [
+        Point(
+            t.index,
+            t.objective_accuracy,
+            accounted_flash(cfg.flash_accounting, t.to_json()),
+            t.ram_bytes,
+        )
+        for t in trials
+        if t.feasible and t.objective_accuracy is not None
+    ]
+    storage.set_pareto(job_id, pareto_indices(points))
+    hv = normalized_hypervolume(
+        points,
+        num_classes=num_classes,
+        flash_limit=cfg.limits.flash_bytes,
+        ram_limit=cfg.limits.model_ram_bytes,
+    )
+    best = max((p.accuracy for p in points), default=None)
+    storage.update_job_summary(job_id, hypervolume=hv, best_accuracy=best, screened=screened)
+    return hv, best

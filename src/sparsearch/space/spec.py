@@ -135,6 +135,9 @@ class TrialSpec:
     deploy: bool = True
     #: Names the model in the files it ships as (e.g. "job 3f2a... trial 7").
     label: str = ""
+    #: A final training: on the whole training split (train + validation), scored on the
+    #: whole test split (``finalize``).
+    final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,7 @@ class TrialSpec:
             "export_onnx": self.export_onnx,
             "deploy": self.deploy,
             "label": self.label,
+            "final": self.final,
         }
 
     @classmethod
@@ -155,4 +159,5 @@ class TrialSpec:
             export_onnx=bool(d.get("export_onnx", True)),
             deploy=bool(d.get("deploy", True)),
             label=str(d.get("label", "")),
+            final=bool(d.get("final", False)),
         )

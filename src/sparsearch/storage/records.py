@@ -119,7 +119,10 @@ class JobInfo:
 
     @property
     def strategy(self) -> str:
-        """The job's search strategy (jobs stored before strategies existed ran ``bo``)."""
+        """The job's search strategy (jobs stored before strategies existed ran ``bo``);
+        ``finalize`` for a job that retrains another job's trials."""
+        if self.config.get("finalize"):
+            return "finalize"
         return str(self.config.get("strategy", DEFAULT_STRATEGY))
 
     def to_json(self) -> dict[str, Any]:

@@ -78,31 +78,33 @@ def deploy(
     arch: ArchSpec,
     data: Dataset,
     x_train: np.ndarray,
-    x_val: np.ndarray,
+    x_val: np.ndarray | None,
     x_test: np.ndarray,
     *,
     title: str = "",
-    y_test: np.ndarray | None = None,
-    test_samples: int = INT8_EVAL_SAMPLES,
 ) -> Deployment:
     """Export ``model`` (trained on ``x_*``, already at its input resolution) to int8, strip
-    it, measure it on TFLM and score it on validation and test images. ``test_samples=0``
-    scores the whole test split (final models). Raises TrialError when the model cannot be
-    converted or run."""
+    it, measure it on TFLM and score it on validation and test images (a fixed sample of at
+    most INT8_EVAL_SAMPLES of each). ``x_val=None`` (a final model): no validation images,
+    the whole test split, and ``int8_accuracy`` is the test accuracy. Raises TrialError when
+    the model cannot be converted or run."""
     start = time.perf_counter()
     raw = tflite.export_int8(model, tflite.calibration_sample(x_train))
     shipped = tflite.strip(raw)
     scale, zero_point = tflite.input_quantization(shipped)
-    xv, yv = eval_sample(x_val, data.y_val)
-    labels = data.y_test if y_test is None else y_test
-    xt, yt = eval_sample(x_test, labels, test_samples) if test_samples else (x_test, labels)
-    run = run_tflm(
-        shipped,
-        {
-            "val": tflite.quantize_nhwc(xv, scale, zero_point),
-            "test": tflite.quantize_nhwc(xt, scale, zero_point),
-        },
-    )
+    sets = {}
+    if x_val is not None:
+        xv, yv = eval_sample(x_val, data.y_val)
+        sets["val"] = tflite.quantize_nhwc(xv, scale, zero_point)
+        xt, yt = eval_sample(x_test, data.y_test)
+    else:
+        xt, yt = x_test, data.y_test
+    sets["test"] = tflite.quantize_nhwc(xt, scale, zero_point)
+    run = run_tflm(shipped, sets)
+    test_accuracy = float((run.predictions("test") == yt).mean()) if len(yt) else 0.0
+    val_accuracy = test_accuracy
+    if x_val is not None:
+        val_accuracy = float((run.predictions("val") == yv).mean()) if len(yv) else 0.0
     ops = tflite.operators(shipped)
     _, hin, win, cin = run.input["shape"]
     metadata = {
@@ -119,7 +121,7 @@ def deploy(
         "unstripped_bytes": len(raw),
         "converter": tflite.converter_version(),
         "runtime": run.version,
-        "int8_eval_images": {"val": int(len(yv)), "test": int(len(yt))},
+        "int8_eval_images": {"val": int(len(yv)) if x_val is not None else 0, "test": len(yt)},
     }
     return Deployment(
         tflite=shipped,
@@ -127,8 +129,8 @@ def deploy(
         flash_bytes=len(shipped),
         ram_bytes=run.arena_total,
         activation_bytes=run.arena_head,
-        int8_accuracy=float((run.predictions("val") == yv).mean()) if len(yv) else 0.0,
-        int8_test_accuracy=float((run.predictions("test") == yt).mean()) if len(yt) else 0.0,
+        int8_accuracy=val_accuracy,
+        int8_test_accuracy=test_accuracy,
         export_seconds=time.perf_counter() - start,
         metadata=metadata,
     )

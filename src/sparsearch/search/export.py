@@ -1,0 +1,94 @@
+"""``sparsearch export``: the deployed model of trials stored before deployment existed.
+
+A trial recorded by an older sparsearch has its float weights and effective spec but no
+``.tflite``: rebuild the model, export it to int8, measure it on TFLite Micro and store what a
+new trial would have (measured flash / RAM / int8 accuracy, the ``tflite`` and ``c_source``
+artifacts), then recompute the job's front with the measured numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sparsearch.errors import NotFoundError
+from sparsearch.jobconfig import JobConfig
+from sparsearch.search.pareto import refresh_front
+
+
+def export_stored(
+    storage: Any,
+    job_id: str,
+    index: int | None = None,
+    *,
+    on_trial: Callable[[str], None] = lambda _: None,
+) -> int:
+    """Export and measure trial ``index`` of ``job_id`` (None: every completed trial not yet
+    measured); returns how many were exported. A trial whose export fails keeps its float
+    artifacts and says why (``on_trial``); the others go on."""
+    from sparsearch.datasets import load_dataset
+    from sparsearch.errors import TrialError
+    from sparsearch.space.spec import ArchSpec, TrialSpec
+    from sparsearch.storage import is_dataset_id
+    from sparsearch.worker.deploy import deploy
+    from sparsearch.worker.export import load_model
+    from sparsearch.worker.trial import prepare_inputs
+
+    job = storage.get_job(job_id)
+    cfg = JobConfig.from_dict(job.config)
+    if index is not None:
+        trials = [storage.get_trial(job_id, index)]
+        if trials[0].status != "completed":
+            raise NotFoundError(
+                f"trial {index} of job {job_id} is {trials[0].status}: it has no model",
+                "export completed trials",
+            )
+    else:
+        trials = [t for t in storage.list_trials(job_id, status="completed") if not t.measured]
+    if not trials:
+        return 0
+    name = f"npz:{storage.dataset_path(cfg.dataset)}" if is_dataset_id(cfg.dataset) else cfg.dataset
+    data = load_dataset(name, seed=cfg.seed, train_limit=cfg.train_limit)
+    done = 0
+    for t in trials:
+        arch = ArchSpec.from_dict(t.effective_spec["arch"])
+        model = load_model(t.effective_spec, storage.read_artifact(job_id, t.index, "state_dict"))
+        x_train, x_val, x_test = prepare_inputs(TrialSpec(arch=arch), data)
+        try:
+            shipped = deploy(
+                model, arch, data, x_train, x_val, x_test, title=f"job {job_id} trial {t.index}"
+            )
+        except TrialError as e:
+            on_trial(f"trial {t.index}: {e.message}")
+            continue
+        flash_values = {**t.to_json(), "flash_bytes": shipped.flash_bytes}
+        from sparsearch.vocabulary import accounted_flash
+
+        feasible = (
+            accounted_flash(cfg.flash_accounting, flash_values) <= cfg.limits.flash_bytes
+            and shipped.ram_bytes <= cfg.limits.model_ram_bytes
+        )
+        storage.finish_trial(
+            job_id,
+            t.index,
+            status="completed",
+            metrics={
+                "flash_bytes": shipped.flash_bytes,
+                "ram_bytes": shipped.ram_bytes,
+                "activation_bytes": shipped.activation_bytes,
+                "int8_accuracy": shipped.int8_accuracy,
+                "int8_test_accuracy": shipped.int8_test_accuracy,
+                "export_seconds": shipped.export_seconds,
+            },
+            feasible=feasible,
+            measured=True,
+            deployment=shipped.metadata,
+            artifacts={"tflite": shipped.tflite, "c_source": shipped.c_source},
+        )
+        on_trial(
+            f"trial {t.index}: {shipped.flash_bytes} B flash, {shipped.ram_bytes} B RAM, "
+            f"int8 accuracy {shipped.int8_accuracy:.3f}" + ("" if feasible else " (over a limit)")
+        )
+        done += 1
+    refresh_front(storage, job_id, cfg, data.num_classes)
+    return done
