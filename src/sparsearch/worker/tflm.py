@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from sparsearch.errors import TrialError
 #: Seconds one child may run: generous, since it runs every validation and test image.
 CHILD_TIMEOUT_S = 900
 _ARENA = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+#: The recording allocator's tail breakdown: "'TfLiteEvalTensor data' used 432 bytes ...".
+_RECORDED = re.compile(r"'([^']+)' used (\d+) bytes")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class TflmRun:
     #: int8 outputs per input set, (N, classes).
     outputs: dict[str, np.ndarray]
     version: str
+    #: Bytes of each tail allocation class the recording allocator reports, with alignment
+    #: overhead (``{"TfLiteEvalTensor data": 432, "NodeAndRegistration struct": 448, ...}``).
+    breakdown: dict[str, int] = field(default_factory=dict)
 
     def predictions(self, name: str) -> np.ndarray:
         """Class predictions of one input set (argmax of the int8 logits; the dequantization
@@ -92,4 +97,5 @@ def run_tflm(tflite: bytes, inputs: dict[str, np.ndarray] | None = None) -> Tflm
         output=info["output"],
         outputs=outputs,
         version=info["version"],
+        breakdown={k: int(v) for k, v in _RECORDED.findall(said)},
     )
