@@ -193,6 +193,11 @@ def run_job(
         print_finalized(doc)
     else:
         print_front(doc)
+        if doc["pareto"]:
+            say(
+                f"take the most accurate to firmware: sparsearch pull {job.id} -o model.tflite "
+                f"--db {masked(settings.database_url)}"
+            )
     raise typer.Exit(code)
 
 
