@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/generation_cost.py --out benchmarks/results/generation_cost.json
 	$(PY) benchmarks/space_defaults.py --out benchmarks/results/space_defaults.json
 	$(PY) benchmarks/acceptance_digits.py --seeds 0 1 2 --out benchmarks/results/acceptance_digits.json
+	$(PY) benchmarks/estimator_accuracy.py --out benchmarks/results/estimator_accuracy.json
+	$(PY) benchmarks/finalize_fashion.py --trials 40 --epochs 6 --train-limit 20000 --final-epochs 40 \
+		--out benchmarks/results/finalize_fashion_16k_6k.json
 	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 --out benchmarks/results/api_load.json
 
 # About 1.5 h on two cores: every strategy, two regimes, three seeds (issue 10's evidence).
