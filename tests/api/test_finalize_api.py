@@ -44,3 +44,25 @@ def test_finalize_refuses_what_cannot_be_finalized(client, alice, bob, alice_job
     queued = client.post(url, json={}, headers=alice).json()["id"]
     r = client.post(f"/v1/jobs/{queued}/finalize", json={}, headers=alice)
     assert r.status_code == 422 and "itself a finalize job" in r.json()["detail"]
+
+
+def test_artifact_downloads_prefer_the_final_model_and_can_ask_for_either(
+    client, alice, alice_job, storage
+):
+    storage.set_final(
+        alice_job, 0, {"status": "completed"}, artifacts={"onnx": b"final onnx bytes"}
+    )
+    base = f"/v1/jobs/{alice_job}/trials/0/artifacts"
+    listing = client.get(base, headers=alice).json()
+    onnx = [a for a in listing if a["kind"] == "onnx"]
+    assert [a["final"] for a in onnx] == [False, True]
+    assert {a["filename"] for a in onnx} == {"onnx.onnx", "final-onnx.onnx"}
+    default = client.get(f"{base}/onnx", headers=alice)
+    assert default.status_code == 200 and default.content == b"final onnx bytes"
+    assert "final-onnx.onnx" in default.headers["Content-Disposition"]
+    search = client.get(f"{base}/onnx?final=false", headers=alice)
+    assert search.content == b"onnx-bytes-0"
+    for a in onnx:  # the listed urls name their variant
+        assert client.get(a["url"], headers=alice).status_code == 200
+    missing = client.get(f"{base}/state_dict?final=true", headers=alice)
+    assert missing.status_code == 404 and "final" in missing.json()["detail"]
