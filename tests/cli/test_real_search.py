@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tests.cli.cli_helpers import (
+from cli_helpers import (
     FLASH,
     RAM,
     SEARCH_ARGS,

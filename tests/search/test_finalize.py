@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from tests.search.test_driver import _job
-from tests.search.test_measured import MeasuringRunner
+from test_driver import _job
+from test_measured import MeasuringRunner
 
 from sparsearch.client import LocalBackend
 from sparsearch.errors import ConfigError

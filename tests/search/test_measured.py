@@ -7,7 +7,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from tests.search.test_driver import FakeRunner, _job
+from test_driver import FakeRunner, _job
 
 from sparsearch.api.views import job_public
 from sparsearch.search.driver import SearchDriver

@@ -158,9 +158,7 @@ def unconvertible_second_trial(spec, data, *, threads=1):
         tflite._convert = original
 
 
-def test_an_unconvertible_model_fails_its_trial_and_the_search_goes_on(
-    local_storage, ray_address
-):
+def test_an_unconvertible_model_fails_its_trial_and_the_search_goes_on(local_storage, ray_address):
     import sys
 
     from ray import cloudpickle

@@ -59,7 +59,7 @@ def test_run_once_completes_a_queued_job_then_an_interrupted_one(db, settings, c
         assert any(t.pareto for t in trials)
         assert db.get_job(job.id).hypervolume is not None
     # Progress lines carry the job and the trial as fields (JSON logs turn them into keys).
-    done = [r for r in caplog.records if " completed: accuracy" in r.getMessage()]
+    done = [r for r in caplog.records if " completed: int8 accuracy" in r.getMessage()]
     assert {(r.job_id, r.trial_index) for r in done} == {
         (t.job_id, t.index)
         for job in (first, second)

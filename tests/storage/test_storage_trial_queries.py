@@ -83,7 +83,7 @@ def test_filters_paging_and_counts(storage: Storage, job_id: str) -> None:
 
 def test_bad_arguments(storage: Storage, job_id: str) -> None:
     for bad in ("params", "-", "pareto", "status"):
-        with pytest.raises(ValueError, match="index, accuracy, test_accuracy, flash_bytes"):
+        with pytest.raises(ValueError, match="index, accuracy, test_accuracy, int8_accuracy"):
             storage.list_trials(job_id, sort=bad)
     with pytest.raises(ValueError, match="limit and offset"):
         storage.list_trials(job_id, limit=-1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +133,21 @@ def run_job(
     from sparsearch.search.driver import SearchDriver
 
     code = 0
-    _sigterm.clear()
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    _signalled.clear()
+    previous = {sig: signal.signal(sig, _on_stop_signal) for sig in STOP_SIGNALS}
+
+    def should_stop() -> str | None:
+        if _signalled:  # Ctrl-C or SIGTERM: the driver stops at its next poll (~1 s)
+            return "interrupted"
+        return holder.should_stop() if holder is not None else None
+
+    def stopped_by_signal() -> None:
+        nonlocal code
+        terminated = _signalled.get("signum") == signal.SIGTERM
+        stopped = "terminated (SIGTERM)" if terminated else "interrupted"
+        say(f"{stopped}: resume with {_resume_command(job.id, settings)}")
+        code = 143 if terminated else 130
+
     try:
         with SearchProgress(err, job.config["budget"]["trials"]) as bar:
             SearchDriver(
@@ -146,18 +158,16 @@ def run_job(
                 ray_object_store_mb=settings.ray_object_store_mb,
                 on_progress=bar.update,
                 data=data,
-                should_stop=holder.should_stop if holder is not None else None,
+                should_stop=should_stop,
             ).run()
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): a graceful stop
+        if _signalled and storage.get_job(job.id).status == "interrupted":
+            stopped_by_signal()
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the driver's loop began
         # The driver has left the job interrupted with its cut-short trials uncharged; this
         # only covers a stop before its loop began (and writes nothing if the job is not ours).
         _leave(holder, "interrupted", "interrupted", None, charged=False)
-        # Ray's wait turns the handler's exception into a plain KeyboardInterrupt: the flag
-        # says which signal it was.
-        terminated = isinstance(e, Terminated) or _sigterm.is_set()
-        stopped = "terminated (SIGTERM)" if terminated else "interrupted"
-        say(f"{stopped}: resume with {_resume_command(job.id, settings)}")
-        code = 143 if terminated else 130
+        _signalled.setdefault("signum", signal.SIGINT)
+        stopped_by_signal()
     except SparsearchError as e:
         from sparsearch.errors import ClusterError
 
@@ -173,7 +183,8 @@ def run_job(
         _leave(holder, "failed", "job failed", f"{type(e).__name__}: {e}", charged=True)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if holder is not None and holder.lost:
         now = storage.get_job(job.id)
         print_error(
@@ -219,19 +230,24 @@ def _leave(
         holder.leave(status, trial_reason, error, charged=charged)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM to a running search: stopped as Ctrl-C stops it (the job ``interrupted``, its
-    in-flight trials ``failed`` "interrupted" and uncharged), exit status 143."""
+#: The signals that stop a running search gracefully: Ctrl-C (exit 130) and SIGTERM (143).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Which stop signal arrived during ``run_job`` (``{"signum": n}``; empty: none).
+_signalled: dict[str, int] = {}
 
 
-#: Set when SIGTERM arrived during ``run_job``.
-_sigterm = threading.Event()
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a second SIGTERM must not cut it
-    _sigterm.set()
-    raise Terminated
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """The first Ctrl-C or SIGTERM asks the driver to stop (it polls ``should_stop``): the
+    job ends ``interrupted``, its in-flight trials failed "interrupted" and uncharged. The
+    handler raises nothing then: an exception raised in a signal handler is lost when the
+    signal lands inside a gc callback (jax, which BoTorch imports when it is installed,
+    registers one). A second Ctrl-C raises KeyboardInterrupt (stop now); a second SIGTERM
+    is ignored."""
+    if not _signalled:
+        _signalled["signum"] = signum
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 def _resume_command(job_id: str, settings: Any) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.cli.cli_helpers import (
+from cli_helpers import (
     COMMANDS,
     HEAVY_MODULES,
     UNREACHABLE_DB,
