@@ -201,7 +201,7 @@ def run_job(
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     elif "finalized" in doc:
-        print_finalized(doc)
+        print_finalized(doc, masked(settings.database_url))
     else:
         print_front(doc)
         if doc["pareto"]:
@@ -212,13 +212,13 @@ def run_job(
     raise typer.Exit(code)
 
 
-def print_finalized(doc: dict[str, Any]) -> None:
+def print_finalized(doc: dict[str, Any], db: str) -> None:
     """A finalize job's outcome: per source trial, its final status and measured numbers."""
     from sparsearch.cli.render import final_table
 
     out.print(final_table(doc["finalized"], title=f"Final models of job {doc['finalizes']}"))
     out.print(
-        f"pull one with `sparsearch pull {doc['finalizes']} --trial N -o model.tflite` "
+        f"pull one with `sparsearch pull {doc['finalizes']} --trial N -o model.tflite --db {db}` "
         "(the final model is the default)"
     )
 
