@@ -110,13 +110,15 @@ def _finalize_remote(
 
 def export(
     job_id: str,
-    trial: int | None = typer.Option(None, help="Trial index (default: every completed trial)"),
+    trial: int | None = typer.Option(
+        None, help="Trial index (default: every completed trial not measured yet)"
+    ),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
     """Export and measure trials stored before deployment existed: their int8 .tflite and C
-    source from the stored weights, with flash, RAM and int8 accuracy measured on TFLite Micro
-    (trials already measured are left as they are)."""
+    source from the stored weights, with flash, RAM and int8 accuracy measured on TFLite Micro.
+    Without --trial, every completed trial not measured yet; --trial N exports N again."""
     from sparsearch.search.export import export_stored
 
     try:
