@@ -50,6 +50,24 @@ class Limits:
         """The RAM a model may use: the limit less the margin."""
         return self.ram_bytes - self.ram_margin_bytes
 
+    def fits(self, flash: int, ram: int, macs: int | None = None) -> bool:
+        """Whether a model of ``flash`` (as the job accounts it), ``ram`` and ``macs`` is
+        within every limit: the one rule, for estimates and measurements alike."""
+        return (
+            flash <= self.flash_bytes
+            and ram <= self.model_ram_bytes
+            and (self.macs is None or macs is None or macs <= self.macs)
+        )
+
+    def misses(self, flash: int, ram: int) -> list[str]:
+        """What :meth:`fits` refuses, one phrase per limit, e.g. ``"RAM 6244 B > 6144 B"``."""
+        out = []
+        if flash > self.flash_bytes:
+            out.append(f"flash {flash} B > {self.flash_bytes} B")
+        if ram > self.model_ram_bytes:
+            out.append(f"RAM {ram} B > {self.model_ram_bytes} B")
+        return out
+
     def __post_init__(self) -> None:
         margin = self.ram_margin_bytes
         if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
@@ -128,10 +146,6 @@ class FinalizePlan:
             )
         if len(set(self.trials)) != len(self.trials):
             raise ConfigError(f"trials {list(self.trials)} repeat an index", "list each once")
-
-    def source_index(self, position: int) -> int:
-        """The source trial that this job's trial ``position`` retrains."""
-        return self.trials[position]
 
 
 @dataclass(frozen=True)
@@ -266,8 +280,6 @@ class JobConfig:
 
 # --- finalize jobs ----------------------------------------------------------------------------
 
-#: The statuses of a trial's final training (its ``final["status"]``).
-FINAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed")
 #: A finalize job trains this many times the search's epochs unless told otherwise.
 DEFAULT_EPOCH_FACTOR = 4
 

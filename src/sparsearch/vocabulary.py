@@ -81,6 +81,20 @@ ARTIFACT_KINDS: dict[str, ArtifactKind] = {
     )
 }
 
+# --- deployment --------------------------------------------------------------------------------
+
+#: What the deployment of a trained trial measures on the shipped model, as a trial stores it
+#: (``worker.deploy.Deployment``, ``TrialResult``): flash / RAM / activation replace the
+#: estimates (kept as ``est_*``).
+DEPLOYMENT_METRICS: tuple[str, ...] = (
+    "flash_bytes",
+    "ram_bytes",
+    "activation_bytes",
+    "int8_accuracy",
+    "int8_test_accuracy",
+    "export_seconds",
+)
+
 # --- the deployment runtime -------------------------------------------------------------------
 
 

@@ -107,6 +107,7 @@ def test_a_cancelled_finalize_job_leaves_no_final_running_and_a_resume_finishes(
     again = ShippingRunner(ram_limit=cfg.limits.ram_bytes)
     SearchDriver(storage, fjob.id, runner=again).run()
     done_before = [i for i, s in statuses.items() if s == "completed"]
+    assert len(done_before) < len(chosen), "the stop must leave work for the resume"
     assert len(again.specs) == len(chosen) - len(done_before)
     assert all(storage.get_trial(job.id, i).final["status"] == "completed" for i in chosen)
 

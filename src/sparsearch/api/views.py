@@ -9,7 +9,7 @@ from typing import Any
 from sparsearch.api.schemas import JobCreate, JobPublic, Progress, SpaceIn
 from sparsearch.jobconfig import JobConfig, default_space
 from sparsearch.space.params import SpaceConfig
-from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH, accounted_flash_field
+from sparsearch.vocabulary import TFLM_RUNTIME_FLASH, accounted_flash_field
 
 
 def space_config(
@@ -64,7 +64,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         budget=cfg["budget"],
         seed=cfg.get("seed", 0),
         flash_accounting=cfg.get("flash_accounting", "dense"),
-        strategy="finalize" if cfg.get("finalize") else cfg.get("strategy", DEFAULT_STRATEGY),
+        strategy=job.strategy,
         finalizes=(cfg.get("finalize") or {}).get("job_id"),
         progress=Progress(
             budget=cfg["budget"]["trials"],

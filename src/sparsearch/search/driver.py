@@ -21,7 +21,7 @@ from sparsearch.search.pareto import refresh_front
 from sparsearch.search.screen import Costs, Screen
 from sparsearch.search.strategies import Proposal, Result, Strategy, make_strategy
 from sparsearch.space.spec import TrainSpec, TrialSpec
-from sparsearch.vocabulary import UNFINISHED_JOB_STATUSES, accounted_flash
+from sparsearch.vocabulary import DEPLOYMENT_METRICS, UNFINISHED_JOB_STATUSES, accounted_flash
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,6 @@ class _State:
     next_index: int = 0
     free_since: dict[int, float] = field(default_factory=dict)  # idle slot -> since when
     exhausted: bool = False
-
-
-#: What a measured trial result carries beyond the float accuracies (``TrialResult`` fields).
-MEASURED_METRICS = (
-    "flash_bytes",
-    "ram_bytes",
-    "activation_bytes",
-    "int8_accuracy",
-    "int8_test_accuracy",
-    "export_seconds",
-)
 
 
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
@@ -205,15 +194,7 @@ class SearchDriver:
         return self.storage.set_job_status(self.job.id, "completed")
 
     def _load_data(self) -> Any:
-        from sparsearch.datasets import load_dataset
-        from sparsearch.storage import is_dataset_id
-
-        if self._data is not None:
-            return self._data
-        name = self.cfg.dataset
-        if is_dataset_id(name):  # an upload: the stored file
-            name = f"npz:{self.storage.dataset_path(name)}"
-        return load_dataset(name, seed=self.cfg.seed, train_limit=self.cfg.train_limit)
+        return self._data if self._data is not None else load_job_data(self.storage, self.cfg)
 
     def _ray_runner(self) -> Any:
         from sparsearch.worker.remote import TrialRunner, init_ray
@@ -364,7 +345,7 @@ class SearchDriver:
         measured = outcome.flash_bytes is not None
         flash, ram, feasible = costs.flash, costs.ram, True
         if measured:
-            metrics.update({k: getattr(outcome, k) for k in MEASURED_METRICS})
+            metrics.update({k: getattr(outcome, k) for k in DEPLOYMENT_METRICS})
             values = {**costs.estimates, **metrics}
             flash, ram = _flash(self.cfg, values), outcome.ram_bytes
             feasible = self._within_measured(index, costs, flash, ram)
@@ -398,19 +379,17 @@ class SearchDriver:
         """Whether a trained trial fits the limits as measured; a miss is logged with the
         estimator's error (the estimate said it fits, or it would not have been trained)."""
         lim = self.cfg.limits
-        misses = []
-        if flash > lim.flash_bytes:
-            misses.append(f"flash {flash} B > {lim.flash_bytes} B (estimated {costs.flash} B)")
-        if ram > lim.model_ram_bytes:
-            misses.append(f"RAM {ram} B > {lim.model_ram_bytes} B (estimated {costs.ram} B)")
-        if misses:
-            log.warning(
-                "job %s trial %d is over a limit as measured: %s",
-                self.job.id,
-                index,
-                "; ".join(misses),
-            )
-        return not misses
+        if lim.fits(flash, ram):
+            return True
+        log.warning(
+            "job %s trial %d is over a limit as measured: %s (estimated flash %d B, RAM %d B)",
+            self.job.id,
+            index,
+            "; ".join(lim.misses(flash, ram)),
+            costs.flash,
+            costs.ram,
+        )
+        return False
 
     # -- strategy, front, resume, abort --------------------------------------------------------
 
@@ -523,6 +502,18 @@ class SearchDriver:
         self.progress.last_event = event
         self.progress.trial_index = trial_index
         self._on_progress(self.progress)
+
+
+def load_job_data(storage: Any, cfg: JobConfig) -> Any:
+    """A job's data set as its trials see it (its seed's split, its train limit); an uploaded
+    dataset id reads the stored file."""
+    from sparsearch.datasets import load_dataset
+    from sparsearch.storage import is_dataset_id
+
+    name = cfg.dataset
+    if is_dataset_id(name):  # an upload: the stored file
+        name = f"npz:{storage.dataset_path(name)}"
+    return load_dataset(name, seed=cfg.seed, train_limit=cfg.train_limit)
 
 
 def _one_line(e: BaseException) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from sparsearch.errors import NotFoundError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.search.pareto import refresh_front
+from sparsearch.vocabulary import accounted_flash
 
 
 def export_stored(
@@ -26,10 +27,9 @@ def export_stored(
     """Export and measure trial ``index`` of ``job_id`` (None: every completed trial not yet
     measured); returns how many were exported. A trial whose export fails keeps its float
     artifacts and says why (``on_trial``); the others go on."""
-    from sparsearch.datasets import load_dataset
     from sparsearch.errors import TrialError
+    from sparsearch.search.driver import load_job_data
     from sparsearch.space.spec import ArchSpec, TrialSpec
-    from sparsearch.storage import is_dataset_id
     from sparsearch.worker.deploy import deploy
     from sparsearch.worker.export import load_model
     from sparsearch.worker.trial import prepare_inputs
@@ -47,8 +47,7 @@ def export_stored(
         trials = [t for t in storage.list_trials(job_id, status="completed") if not t.measured]
     if not trials:
         return 0
-    name = f"npz:{storage.dataset_path(cfg.dataset)}" if is_dataset_id(cfg.dataset) else cfg.dataset
-    data = load_dataset(name, seed=cfg.seed, train_limit=cfg.train_limit)
+    data = load_job_data(storage, cfg)
     done = 0
     for t in trials:
         arch = ArchSpec.from_dict(t.effective_spec["arch"])
@@ -61,25 +60,13 @@ def export_stored(
         except TrialError as e:
             on_trial(f"trial {t.index}: {e.message}")
             continue
-        flash_values = {**t.to_json(), "flash_bytes": shipped.flash_bytes}
-        from sparsearch.vocabulary import accounted_flash
-
-        feasible = (
-            accounted_flash(cfg.flash_accounting, flash_values) <= cfg.limits.flash_bytes
-            and shipped.ram_bytes <= cfg.limits.model_ram_bytes
-        )
+        flash = accounted_flash(cfg.flash_accounting, {**t.to_json(), **shipped.measurements()})
+        feasible = cfg.limits.fits(flash, shipped.ram_bytes)
         storage.finish_trial(
             job_id,
             t.index,
             status="completed",
-            metrics={
-                "flash_bytes": shipped.flash_bytes,
-                "ram_bytes": shipped.ram_bytes,
-                "activation_bytes": shipped.activation_bytes,
-                "int8_accuracy": shipped.int8_accuracy,
-                "int8_test_accuracy": shipped.int8_test_accuracy,
-                "export_seconds": shipped.export_seconds,
-            },
+            metrics=shipped.measurements(),
             feasible=feasible,
             measured=True,
             deployment=shipped.metadata,

@@ -98,13 +98,7 @@ class Screen:
         return costs
 
     def within(self, costs: Costs | None) -> bool:
-        lim = self.cfg.limits
-        return (
-            costs is not None
-            and costs.flash <= lim.flash_bytes
-            and costs.ram <= lim.model_ram_bytes
-            and (lim.macs is None or costs.macs <= lim.macs)
-        )
+        return costs is not None and self.cfg.limits.fits(costs.flash, costs.ram, costs.macs)
 
     def fits(self, params: dict[str, Any]) -> bool:
         """Whether the candidate fits every limit by estimate; a rejection is counted."""

@@ -18,6 +18,7 @@ from torch import nn
 from sparsearch.datasets import Dataset
 from sparsearch.datasets.checks import stratified_split
 from sparsearch.space.spec import ArchSpec
+from sparsearch.vocabulary import DEPLOYMENT_METRICS
 from sparsearch.worker import tflite
 from sparsearch.worker.c_source import c_source_zip, resolver_method
 from sparsearch.worker.tflm import run_tflm
@@ -42,6 +43,10 @@ class Deployment:
     #: What firmware needs (input/output quantization, preprocessing, classes, operators,
     #: arena, versions): the trial's ``deployment`` JSON, also in the C header.
     metadata: dict[str, Any]
+
+    def measurements(self) -> dict[str, Any]:
+        """The measured trial metrics, keyed as a trial stores them."""
+        return {k: getattr(self, k) for k in DEPLOYMENT_METRICS}
 
 
 def eval_sample(x: np.ndarray, y: np.ndarray, n: int = INT8_EVAL_SAMPLES) -> tuple[Any, Any]:

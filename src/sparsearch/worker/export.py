@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -33,16 +34,18 @@ def load_model(effective_spec: dict, state_dict: bytes) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
-    """The exporters print progress to fd 1; keep it off stdout (a --json caller owns it)."""
-    saved = os.dup(1)
+def fds_to(fileno: int, fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Send file descriptors ``fds`` (stdout, stderr: where exporters print, Python and C++
+    alike) to ``fileno`` for the block's length, so a --json caller's stdout stays its own."""
+    saved = [os.dup(fd) for fd in fds]
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
+        for fd in fds:
+            os.dup2(fileno, fd)
+        yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
@@ -53,7 +56,7 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
     model = model.eval()
     sample = torch.zeros(1, *input_shape)
     buf = io.BytesIO()
-    with _quiet_stdout(), warnings.catch_warnings():
+    with open(os.devnull, "w") as null, fds_to(null.fileno(), (1,)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,

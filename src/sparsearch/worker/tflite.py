@@ -13,13 +13,10 @@ kept off stdout and stderr and, when it fails, its last lines become the trial's
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import logging
-import os
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,7 @@ import torch
 from torch import nn
 
 from sparsearch.errors import TrialError
+from sparsearch.worker.export import fds_to
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +50,6 @@ def calibration_sample(x_train: np.ndarray, n: int = CALIBRATION_SAMPLES) -> np.
     return np.ascontiguousarray(x_train[idx], dtype=np.float32)
 
 
-@contextlib.contextmanager
-def _fds_to(fileno: int) -> Iterator[None]:
-    """Send fd 1 and fd 2 (Python prints, C++ logging) to ``fileno`` for the block's length."""
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        for fd in (1, 2):
-            os.dup2(fileno, fd)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for fd, copy in zip((1, 2), saved, strict=True):
-            os.dup2(copy, fd)
-            os.close(copy)
-
-
 def _last_lines(path: Path, n: int = 3) -> str:
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -86,7 +68,8 @@ def export_int8(model: nn.Module, calibration: np.ndarray) -> bytes:
         )
     with tempfile.NamedTemporaryFile(prefix="sparsearch-convert-", suffix=".log") as said:
         try:
-            with _fds_to(said.fileno()):
+            with fds_to(said.fileno()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 return _convert(model.eval(), calibration)
         except Exception as e:  # the converter's own errors are many and undocumented
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

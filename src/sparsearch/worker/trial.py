@@ -125,7 +125,8 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
         zero_fraction = report.zero_fraction
     model.eval()
     accuracy = evaluate(model, x_val, data.y_val)
-    test_accuracy = evaluate(model, x_test, data.y_test)
+    # a final training's validation split is the test split
+    test_accuracy = accuracy if spec.final else evaluate(model, x_test, data.y_test)
     arch = effective_arch(spec.arch, spec.pruning)
     effective = {"arch": arch.to_dict(), "pruning": spec.pruning.to_dict()}
     artifacts = {"state_dict": state_dict_bytes(model)}
@@ -134,20 +135,11 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     train_seconds = time.perf_counter() - start
     measured: dict[str, Any] = {}
     if spec.deploy:
-        if spec.final:  # the whole test split, once (it is the validation split here)
-            shipped = deploy(model, arch, data, x_train, None, x_test, title=spec.label)
-        else:
-            shipped = deploy(model, arch, data, x_train, x_val, x_test, title=spec.label)
+        # A final model has no validation split of its own: the whole test split, once.
+        val = None if spec.final else x_val
+        shipped = deploy(model, arch, data, x_train, val, x_test, title=spec.label)
         artifacts["tflite"], artifacts["c_source"] = shipped.tflite, shipped.c_source
-        measured = {
-            "flash_bytes": shipped.flash_bytes,
-            "ram_bytes": shipped.ram_bytes,
-            "activation_bytes": shipped.activation_bytes,
-            "int8_accuracy": shipped.int8_accuracy,
-            "int8_test_accuracy": shipped.int8_test_accuracy,
-            "export_seconds": shipped.export_seconds,
-            "deployment": shipped.metadata,
-        }
+        measured = {**shipped.measurements(), "deployment": shipped.metadata}
     return TrialResult(
         accuracy=accuracy,
         test_accuracy=test_accuracy,

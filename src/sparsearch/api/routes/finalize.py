@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field, StrictBool, StrictInt
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
-from sparsearch.api.routes.jobs import JobId
+from sparsearch.api.routes.jobs import JobId, store_job
 from sparsearch.api.schemas import JobPublic, Problem, _Strict
 from sparsearch.api.views import job_public
 from sparsearch.jobconfig import MAX_EPOCHS, mark_queued, plan_finalize
@@ -60,14 +60,8 @@ def finalize(
     cfg, _ = plan_finalize(
         storage, job_id, trials=body.trials, front=body.front, epochs=body.epochs, owner=owner
     )
-    job = storage.create_job(
-        dataset=cfg.dataset,
-        config=cfg.to_dict(),
-        owner=owner,
-        max_active=settings.max_active_jobs_per_owner,
-    )
+    job = store_job(storage, settings, owner, cfg, response)
     mark_queued(storage, job)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_public(job, {})
 
 

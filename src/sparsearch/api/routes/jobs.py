@@ -54,7 +54,12 @@ def create_job(
     cfg = job_config(body)
     if is_dataset_id(body.dataset):
         _check_uploaded(storage, body.dataset, owner)
-    # The quota is checked and the job inserted in one atomic step (a ConflictError: 409).
+    return job_public(store_job(storage, settings, owner, cfg, response), {})
+
+
+def store_job(storage: Any, settings: Any, owner: str, cfg: Any, response: Response) -> Any:
+    """Insert a queued job of ``owner`` within their quota of active jobs (checked and inserted
+    in one atomic step; a ConflictError is a 409) and point ``Location`` at it."""
     job = storage.create_job(
         dataset=cfg.dataset,
         config=cfg.to_dict(),
@@ -62,7 +67,7 @@ def create_job(
         max_active=settings.max_active_jobs_per_owner,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_public(job, {})
+    return job
 
 
 @router.get("", response_model=Page[JobPublic])
