@@ -206,7 +206,7 @@ class Cache:
             (self.models_dir / f"{_seed_of(arch.to_dict()):08x}.tflite").write_bytes(shipped)
         self.data[key] = got
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"tag": self.tag, "entries": self.data}
+        doc = {"command": command_line(), "tag": self.tag, "entries": self.data}
         self.path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         return got
 
