@@ -66,7 +66,7 @@ def sample(seed: int, per_shape: int, max_params: int, max_macs: int) -> tuple[l
     from sparsearch.search.screen import sobol_draw
     from sparsearch.space.estimate import estimate
     from sparsearch.space.params import SpaceConfig, decode
-    from sparsearch.space.spec import effective_arch
+    from sparsearch.space.pruned import effective_arch
 
     space = SpaceConfig()
     codec = Codec(space)

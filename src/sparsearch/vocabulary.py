@@ -145,6 +145,52 @@ TFLM_RUNTIME_FLASH = RuntimeFlash(
 # --- pruning methods --------------------------------------------------------------------------
 
 
+#: When a method acts on a candidate: on its architecture before training (the pruned network is
+#: trained once from scratch), inside training (a loss term or a layer swap), or on the trained
+#: model (with fine-tuning after).
+PRUNING_STAGES: tuple[str, ...] = ("before_training", "during_training", "after_training")
+
+#: How pruning and training interleave; ``sparsearch.pruning.schedule.Schedule`` runs them.
+#: ``one_shot``: prune once, fine-tune. ``iterative``: k steps of prune a share, fine-tune.
+#: ``train_once``: prune the architecture, train it once (no fine-tuning). ``layerwise``: one
+#: layer at a time, induce sparsity -> select -> remove, then fine-tune.
+PRUNING_SCHEDULES: tuple[str, ...] = ("one_shot", "iterative", "train_once", "layerwise")
+
+
+@dataclass(frozen=True)
+class KnobInfo:
+    """One setting of a pruning method: a choice (``values``) or a range (``bounds``). A
+    ``searched`` knob is a dimension of the default search space (``prune_<method>_<knob>``);
+    the others keep their default in a search and are set by hand in ``sparsearch prune``."""
+
+    name: str
+    default: Any
+    description: str
+    values: tuple[Any, ...] | None = None
+    bounds: tuple[float, float] | None = None
+    integer: bool = False
+    log: bool = False
+    searched: bool = False
+
+    def check(self, method: str, value: Any) -> Any:
+        """``value`` as this knob's type, or ValueError saying what is allowed."""
+        if self.values is not None:
+            if isinstance(value, bool) or value not in self.values:
+                allowed = ", ".join(str(v) for v in self.values)
+                raise ValueError(f"{method} {self.name}={value!r} is not one of {allowed}")
+            return value
+        assert self.bounds is not None
+        lo, hi = self.bounds
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{method} {self.name}={value!r} is not a number") from None
+        if isinstance(value, bool) or not lo <= number <= hi or (self.integer and number % 1):
+            kind = "an integer" if self.integer else "a number"
+            raise ValueError(f"{method} {self.name}={value!r} is not {kind} in [{lo}, {hi}]")
+        return int(number) if self.integer else number
+
+
 @dataclass(frozen=True)
 class PruningMethodInfo:
     """What the rest of the product needs to know of a pruning method without importing it."""
@@ -154,14 +200,185 @@ class PruningMethodInfo:
     #: zeroing single weights (only the non-zero count shrinks).
     structured: bool
     description: str
+    #: One of PRUNING_STAGES.
+    stage: str = "after_training"
+    #: What the method needs beyond the model: ``sample`` (representative training images),
+    #: ``training`` (the training loop itself: a loss term, a step hook, a layer swap).
+    needs: tuple[str, ...] = ()
+    #: The schedules it supports (PRUNING_SCHEDULES), the first being its default.
+    schedules: tuple[str, ...] = ("one_shot",)
+    knobs: tuple[KnobInfo, ...] = ()
+    #: True when ``level`` fixes the pruned widths (or non-zero count) before training, so the
+    #: search's estimate is the trained model's cost. False when training decides (a sparsity
+    #: or log-alpha threshold): the method removes at least ``level`` and the estimate at that
+    #: level is an upper bound; the measured size decides feasibility.
+    exact_cost: bool = True
+    #: The text in ``seeds/`` (and the paper) the method comes from.
+    source: str = ""
+
+    def knob(self, name: str) -> KnobInfo:
+        for k in self.knobs:
+            if k.name == name:
+                return k
+        raise KeyError(name)
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against the knobs (and ``schedule``/``steps``); ValueError names
+        the first bad one and what is allowed."""
+        out: dict[str, Any] = {}
+        names = {k.name for k in self.knobs}
+        for key, value in options.items():
+            if key == "schedule":
+                if value not in self.schedules:
+                    raise ValueError(
+                        f"{self.name} does not support schedule {value!r} "
+                        f"(it supports {', '.join(self.schedules)})"
+                    )
+                out[key] = value
+            elif key == "steps":
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
+                    raise ValueError(f"steps={value!r} is not an integer from 1 to 20")
+                out[key] = value
+            elif key in names:
+                out[key] = self.knob(key).check(self.name, value)
+            else:
+                allowed = ", ".join(["schedule", "steps", *sorted(names)])
+                raise ValueError(f"{self.name} has no option {key!r} (options: {allowed})")
+        return out
 
 
 #: Every pruning method; ``sparsearch.pruning`` maps each name to its implementation.
 PRUNING_METHODS: dict[str, PruningMethodInfo] = {
     m.name: m
     for m in (
-        PruningMethodInfo("filter_norm", True, "remove the filters of lowest L1/L2 norm"),
-        PruningMethodInfo("magnitude", False, "zero the weights of smallest magnitude"),
+        PruningMethodInfo(
+            "complexity",
+            True,
+            "complexity-driven: shrink the architecture before training (layers drawn by their "
+            "share of params / FLOPs / memory), train it once",
+            stage="before_training",
+            schedules=("train_once",),
+            knobs=(
+                KnobInfo(
+                    "mode",
+                    "params",
+                    "the complexity measured: params (PA), flops (FA) or memory (MA)",
+                    values=("params", "flops", "memory"),
+                    searched=True,
+                ),
+                KnobInfo(
+                    "step",
+                    0.1,
+                    "fraction of a drawn layer's filters removed a step",
+                    bounds=(0.01, 0.5),
+                ),
+                KnobInfo("seed", 0, "seed of the layer draws", bounds=(0, 2**31 - 1), integer=True),
+            ),
+            source="seed 001 (complexity-driven CNN compression)",
+        ),
+        PruningMethodInfo(
+            "filter_norm",
+            True,
+            "remove the filters of lowest L1/L2 norm",
+            schedules=("one_shot", "iterative"),
+            knobs=(
+                KnobInfo("p", 1, "the filter norm: 1 (L1) or 2 (L2)", values=(1, 2), searched=True),
+            ),
+            source="seed 002 (Li et al. 2016, pruning filters for efficient ConvNets)",
+        ),
+        PruningMethodInfo(
+            "magnitude",
+            False,
+            "zero the weights of smallest magnitude",
+            schedules=("one_shot", "iterative"),
+            knobs=(
+                KnobInfo(
+                    "scope",
+                    "layer",
+                    "threshold per layer or one global threshold over all layers",
+                    values=("layer", "global"),
+                    searched=True,
+                ),
+            ),
+            source="seed 002 (Han et al. 2015, learning both weights and connections)",
+        ),
+        PruningMethodInfo(
+            "relevance",
+            True,
+            "remove the filters whose mean activation over a data sample is lowest",
+            needs=("sample",),
+            schedules=("one_shot", "iterative"),
+            knobs=(
+                KnobInfo(
+                    "criterion",
+                    "fraction",
+                    "fraction: remove `level` of each layer's filters; threshold: also remove "
+                    "every filter below `threshold` x the layer's mean relevance",
+                    values=("fraction", "threshold"),
+                ),
+                KnobInfo(
+                    "threshold",
+                    0.1,
+                    "relative relevance below which a filter goes",
+                    bounds=(0.0, 1.0),
+                ),
+                KnobInfo(
+                    "samples", 512, "training images in the sample", bounds=(16, 8192), integer=True
+                ),
+            ),
+            source="seed 003 (activation-based relevance pruning)",
+        ),
+        PruningMethodInfo(
+            "sparsity_induction",
+            True,
+            "train with a group-lasso penalty, remove the filters whose weights went to zero",
+            stage="during_training",
+            needs=("training",),
+            schedules=("layerwise", "one_shot"),
+            knobs=(
+                KnobInfo(
+                    "threshold",
+                    0.5,
+                    "a filter whose share of weights in all-zero groups exceeds this is removed",
+                    bounds=(0.05, 0.95),
+                    searched=True,
+                ),
+                KnobInfo(
+                    "strength",
+                    0.05,
+                    "group-lasso strength (per step, relative to the learning rate)",
+                    bounds=(1e-4, 1.0),
+                    log=True,
+                ),
+            ),
+            exact_cost=False,
+            source="seed 000 (multilayer sparsity-induced pruning framework)",
+        ),
+        PruningMethodInfo(
+            "variational_dropout",
+            False,
+            "sparse variational dropout: learn a dropout rate per weight, zero those with "
+            "log alpha above a threshold",
+            stage="during_training",
+            needs=("training",),
+            knobs=(
+                KnobInfo(
+                    "threshold",
+                    3.0,
+                    "log alpha above which a weight is zeroed",
+                    bounds=(0.0, 6.0),
+                    searched=True,
+                ),
+                KnobInfo(
+                    "kl_weight",
+                    1.0,
+                    "weight of the KL term (per training image)",
+                    bounds=(0.0, 10.0),
+                ),
+            ),
+            exact_cost=False,
+            source="seed 004 (SpArSe; Molchanov et al. 2017, sparse variational dropout)",
+        ),
     )
 }
 #: The value of a job's or trial's pruning method that means "do not prune".

@@ -6,8 +6,9 @@ from torch import nn
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning import get_method
-from sparsearch.pruning.filter_norm import FilterNorm, target_layers
-from sparsearch.space.spec import pruned_width
+from sparsearch.pruning.filter_norm import FilterNorm
+from sparsearch.pruning.structured import target_layers
+from sparsearch.space.pruned import pruned_width
 
 X8 = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 

@@ -7,7 +7,7 @@ import pytest
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning import METHODS, PruneReport, check_level, get_method
-from sparsearch.space.spec import STRUCTURED_METHODS
+from sparsearch.vocabulary import STRUCTURED_METHODS
 
 
 def test_every_method_of_the_vocabulary_is_implemented_and_agrees_on_structure() -> None:

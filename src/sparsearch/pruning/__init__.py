@@ -12,13 +12,18 @@ from typing import Any
 
 from sparsearch.errors import PruningError
 from sparsearch.pruning.base import MAX_LEVEL, PruneReport, PruningMethod, check_level
+from sparsearch.space.spec import PruningSpec
 from sparsearch.vocabulary import NO_PRUNING, PRUNING_METHODS
 
 # name -> (module, class) of the implementation of each method ``sparsearch.vocabulary``
 # describes (tests/pruning/test_registry.py checks that the two agree).
 _REGISTRY: dict[str, tuple[str, str]] = {
+    "complexity": ("sparsearch.pruning.complexity", "Complexity"),
     "filter_norm": ("sparsearch.pruning.filter_norm", "FilterNorm"),
     "magnitude": ("sparsearch.pruning.magnitude", "Magnitude"),
+    "relevance": ("sparsearch.pruning.relevance", "Relevance"),
+    "sparsity_induction": ("sparsearch.pruning.sparsity_induction", "SparsityInduction"),
+    "variational_dropout": ("sparsearch.pruning.variational_dropout", "VariationalDropout"),
 }
 METHODS: tuple[str, ...] = tuple(PRUNING_METHODS)
 
@@ -45,6 +50,14 @@ def get_method(name: str, **options: Any) -> PruningMethod:
         ) from e
 
 
+def method_for(pruning: PruningSpec) -> PruningMethod:
+    """The method a pruning setting names, built with its knobs (defaults where not given)."""
+    info = PRUNING_METHODS.get(pruning.method)
+    if info is None:
+        return get_method(pruning.method)  # the unknown-method error
+    return get_method(pruning.method, **{k.name: pruning.option(k.name) for k in info.knobs})
+
+
 def __getattr__(attr: str) -> Any:
     # torch-importing helpers, loaded on first use only.
     if attr in _LAZY_STATS:
@@ -60,5 +73,6 @@ __all__ = [
     "check_level",
     "count_params",
     "get_method",
+    "method_for",
     "zero_fraction",
 ]

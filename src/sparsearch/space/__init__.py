@@ -10,19 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from sparsearch.space._shapes import Layer, layer_shapes
 from sparsearch.space.estimate import CostEstimate, estimate
+from sparsearch.space.pruned import effective_arch, pruned_width
 from sparsearch.space.spec import (
     BLOCK_KINDS,
     DOWNSAMPLES,
     HEAD_POOLS,
-    STRUCTURED_METHODS,
     ArchSpec,
     BlockSpec,
     PruningSpec,
     TrainSpec,
     TrialSpec,
-    effective_arch,
-    pruned_width,
 )
+from sparsearch.vocabulary import STRUCTURED_METHODS
 
 if TYPE_CHECKING:
     from sparsearch.space.builder import build_model

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 from sparsearch.errors import PruningError
@@ -100,15 +101,20 @@ def prune_to_complexity(
     *,
     target: int | None = None,
     ratio: float | None = None,
+    fits: Callable[[ArchSpec], bool] | None = None,
     step: float = DEFAULT_STEP,
     seed: int = 0,
 ) -> ArchSpec:
     """``arch`` with fewer filters, until its ``mode`` complexity is at most ``target`` (or
-    at most ``(1 - ratio)`` of the original's). Seeded and deterministic. PruningError when
-    the target cannot be met (every unit already at one filter) or the arguments are bad."""
+    at most ``(1 - ratio)`` of the original's, or until ``fits(arch)`` holds: a resource
+    target such as estimated flash, RAM or MACs, the layers still drawn by their ``mode``
+    complexity). Seeded and deterministic. PruningError when the target cannot be met (every
+    unit already at one filter) or the arguments are bad."""
     _check_mode(mode)
-    if (target is None) == (ratio is None):
-        raise PruningError("give exactly one of a target and a ratio", "e.g. ratio=0.5")
+    if sum(x is not None for x in (target, ratio, fits)) != 1:
+        raise PruningError(
+            "give exactly one of a target, a ratio and a fits rule", "e.g. ratio=0.5"
+        )
     if not 0.0 < step < 1.0:
         raise PruningError(f"step {step!r} is outside (0, 1)", "e.g. step=0.1 (10% a step)")
     start = complexity(arch, mode)
@@ -118,20 +124,23 @@ def prune_to_complexity(
                 f"pruning ratio {ratio!r} is outside [0, 1)", "e.g. 0.5 removes half"
             )
         target = math.floor((1.0 - ratio) * start)
-    assert target is not None
-    if target < 0:
+    if target is not None and target < 0:
         raise PruningError(f"target complexity {target} is negative", "give a positive target")
+
+    def met(candidate: ArchSpec, value: int) -> bool:
+        return fits(candidate) if fits is not None else value <= target  # type: ignore[operator]
+
     rng = random.Random(seed)
     current = arch
     value = start
-    while value > target:
+    while not met(current, value):
         units = {u: c for u, c in _units(current, mode).items() if _width(current, u) > MIN_WIDTH}
         total = sum(units.values())
         if not units or total <= 0:
-            floor_value = value
+            goal = "the target" if target is None else f"target {target}"
             raise PruningError(
-                f"the {mode} complexity cannot go below {floor_value} for this network "
-                f"(target {target}): every prunable layer is down to {MIN_WIDTH} filter",
+                f"cannot meet {goal} by removing filters: at {mode} complexity {value} every "
+                f"prunable layer of this network is down to {MIN_WIDTH} filter",
                 "use a smaller network, a lower ratio or a larger target",
             )
         names = sorted(units)

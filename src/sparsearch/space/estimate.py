@@ -41,7 +41,9 @@ from typing import Any
 
 from sparsearch.space import _tflm_graph
 from sparsearch.space._shapes import Layer, layer_shapes
-from sparsearch.space.spec import STRUCTURED_METHODS, ArchSpec, PruningSpec, effective_arch
+from sparsearch.space.pruned import effective_arch
+from sparsearch.space.spec import ArchSpec, PruningSpec
+from sparsearch.vocabulary import STRUCTURED_METHODS
 
 __all__ = ["CostEstimate", "Layer", "estimate", "layer_shapes"]
 

@@ -6,11 +6,11 @@ hold only numbers and strings and round-trip through ``to_dict``/``from_dict`` (
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sparsearch.vocabulary import NO_PRUNING, STRUCTURED_METHODS
+from sparsearch.errors import SpaceError
+from sparsearch.vocabulary import NO_PRUNING, PRUNING_METHODS
 
 BlockKind = Literal["conv", "dsconv"]
 Downsample = Literal["none", "stride", "pool"]
@@ -72,43 +72,60 @@ class ArchSpec:
 
 @dataclass(frozen=True)
 class PruningSpec:
-    """How a trained model is pruned. ``method`` is a registered pruning method name or ``none``;
-    ``level`` in [0, 0.95] is the fraction removed (filters for structured methods, weights for
-    unstructured ones)."""
+    """How a candidate is pruned. ``method`` is a registered pruning method name or ``none``;
+    ``level`` in [0, 0.95] is the fraction removed of what the method counts (filters for the
+    structured methods, weights for the unstructured ones; the complexity-driven method removes
+    that fraction of its mode's complexity). ``options`` holds the method's knobs and schedule
+    (``vocabulary.PRUNING_METHODS[method].knobs``); a knob left out takes its default."""
 
     method: str = NO_PRUNING
     level: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.options and self.method in PRUNING_METHODS:
+            try:
+                checked = PRUNING_METHODS[self.method].check_options(self.options)
+            except ValueError as e:
+                raise SpaceError(
+                    str(e), "see `sparsearch prune --help` for each method's options"
+                ) from None
+            object.__setattr__(self, "options", checked)
 
     @property
     def active(self) -> bool:
         return self.method != NO_PRUNING and self.level > 0
 
+    def option(self, name: str) -> Any:
+        """The value of knob ``name``: the one given, else the method's default."""
+        if name in self.options:
+            return self.options[name]
+        info = PRUNING_METHODS[self.method]
+        if name == "schedule":
+            return info.schedules[0]
+        if name == "steps":
+            return DEFAULT_STEPS
+        return info.knob(name).default
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d: dict[str, Any] = {"method": self.method, "level": self.level}
+        if self.options:
+            d["options"] = dict(self.options)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PruningSpec:
-        return cls(**d) if d else cls()
+        if not d:
+            return cls()
+        return cls(
+            method=d.get("method", NO_PRUNING),
+            level=float(d.get("level", 0.0)),
+            options=dict(d.get("options") or {}),
+        )
 
 
-def pruned_width(width: int, level: float) -> int:
-    """Channels left after removing a fraction ``level`` of ``width`` filters (at least one).
-
-    The one place this rounding lives: the estimator and the structured pruners both use it, so
-    the estimated cost and the pruned model always agree."""
-    return max(1, width - int(math.floor(level * width + 1e-9)))
-
-
-def effective_arch(arch: ArchSpec, pruning: PruningSpec) -> ArchSpec:
-    """The architecture that exists after pruning. Structured methods shrink every block's
-    channels and the hidden dense layer; unstructured ones keep shapes (they only add zeros)."""
-    if not pruning.active or pruning.method not in STRUCTURED_METHODS:
-        return arch
-    blocks = tuple(
-        replace(b, channels=pruned_width(b.channels, pruning.level)) for b in arch.blocks
-    )
-    units = pruned_width(arch.head_units, pruning.level) if arch.head_units else 0
-    return replace(arch, blocks=blocks, head_units=units)
+#: Steps of an iterative schedule when none is given.
+DEFAULT_STEPS = 3
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sparsearch.datasets import Dataset
 from sparsearch.errors import DatasetError
-from sparsearch.pruning import get_method
+from sparsearch.pruning import method_for
+from sparsearch.pruning.context import PruneContext
+from sparsearch.pruning.schedule import Schedule
 from sparsearch.space.builder import build_model
-from sparsearch.space.spec import TrialSpec, effective_arch
+from sparsearch.space.pruned import effective_arch
+from sparsearch.space.spec import ArchSpec, TrainSpec, TrialSpec
+from sparsearch.vocabulary import PRUNING_METHODS
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
-from sparsearch.worker.train import evaluate, set_determinism, train_epochs
+from sparsearch.worker.train import evaluate, set_determinism, train_epochs, trainer
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,45 @@ def final_split(data: Dataset) -> Dataset:
     )
 
 
+#: Training images a method that needs a data sample sees (relevance's statistics).
+SAMPLE_SIZE = 512
+
+
+def prune_context(x_train: np.ndarray, y_train: np.ndarray, t: TrainSpec) -> PruneContext:
+    """What a pruning method of this trial may use: one input batch, a seeded sample of the
+    training images, and a trainer whose default budget is the fine-tuning epochs (lr / 3)."""
+    rng = np.random.default_rng(t.seed)
+    pick = np.sort(rng.choice(len(x_train), size=min(SAMPLE_SIZE, len(x_train)), replace=False))
+    return PruneContext(
+        example_inputs=torch.from_numpy(x_train[:1]),
+        sample=torch.from_numpy(x_train[pick]),
+        train=trainer(
+            x_train,
+            y_train,
+            epochs=t.finetune_epochs,
+            lr=t.lr / 3,
+            batch_size=t.batch_size,
+            seed=t.seed,
+        ),
+        seed=t.seed,
+        train_size=len(x_train),
+        scratch_epochs=t.epochs,
+    )
+
+
+def arch_of(model: nn.Module, arch: ArchSpec) -> ArchSpec:
+    """``arch`` with the widths ``model`` has now (after pruning): the architecture its
+    state_dict loads into. Reads the builder's layout (``space.builder``): each block's last
+    conv, the hidden dense layer."""
+    blocks = []
+    for block, spec_block in zip(model.features, arch.blocks, strict=True):  # type: ignore[union-attr, arg-type]
+        convs = [m for m in block if isinstance(m, nn.Conv2d)]
+        blocks.append(replace(spec_block, channels=convs[-1].out_channels))
+    linears = [m for m in model.head if isinstance(m, nn.Linear)]  # type: ignore[union-attr]
+    units = linears[0].out_features if arch.head_units and len(linears) > 1 else 0
+    return replace(arch, blocks=tuple(blocks), head_units=units)
+
+
 def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResult:
     """Run one trial end to end. Deterministic: same spec and seed, same weights and metrics.
 
@@ -103,32 +147,24 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     if spec.final:
         data = final_split(data)
     x_train, x_val, x_test = prepare_inputs(spec, data)
-    model = build_model(spec.arch)
+    pruning = spec.pruning
+    before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
+    # A method that acts before training shapes the architecture itself (train_once).
+    model = build_model(effective_arch(spec.arch, pruning) if before else spec.arch)
     train_epochs(
         model, x_train, data.y_train, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=t.seed
     )
     zero_fraction = 0.0
-    if spec.pruning.active:
-        method = get_method(spec.pruning.method)
-        example = torch.from_numpy(x_train[:1])
-        report = method.prune(model, spec.pruning.level, example)
-        train_epochs(
-            model,
-            x_train,
-            data.y_train,
-            epochs=t.finetune_epochs,
-            lr=t.lr / 3,
-            batch_size=t.batch_size,
-            seed=t.seed + 1,
-        )
-        method.finalize(model)
+    if pruning.active and not before:
+        context = prune_context(x_train, data.y_train, t)
+        report = Schedule.of(pruning).run(method_for(pruning), model, pruning.level, context)
         zero_fraction = report.zero_fraction
     model.eval()
     accuracy = evaluate(model, x_val, data.y_val)
     # a final training's validation split is the test split
     test_accuracy = accuracy if spec.final else evaluate(model, x_test, data.y_test)
-    arch = effective_arch(spec.arch, spec.pruning)
-    effective = {"arch": arch.to_dict(), "pruning": spec.pruning.to_dict()}
+    arch = arch_of(model, spec.arch)
+    effective = {"arch": arch.to_dict(), "pruning": pruning.to_dict()}
     artifacts = {"state_dict": state_dict_bytes(model)}
     if spec.export_onnx:
         artifacts["onnx"] = onnx_bytes(model, spec.arch.model_input_shape)
