@@ -41,7 +41,9 @@ class PruneContext:
     graph); ``sample``: representative training images (methods that need ``sample``);
     ``train``: the trainer (fine-tuning, and methods that need ``training``); ``seed``: for
     every random choice a method makes; ``train_size``: training images (a KL term's scale);
-    ``scratch_epochs``: epochs of a training from scratch (``train_once`` on a torch model)."""
+    ``scratch_epochs``: epochs of a training from scratch (``train_once`` on a torch model);
+    ``finetune_epochs``: the trainer's default budget (a method that splits it, e.g. over
+    layers, passes ``epochs=finetune_epochs / n``)."""
 
     example_inputs: torch.Tensor
     sample: torch.Tensor | None = None
@@ -49,6 +51,7 @@ class PruneContext:
     seed: int = 0
     train_size: int = 0
     scratch_epochs: float = 0.0
+    finetune_epochs: float = 0.0
 
     def need_sample(self, method: str) -> torch.Tensor:
         if self.sample is None or len(self.sample) == 0:
