@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sparsearch.space.params import ParamDef, SpaceConfig, parameters
-from sparsearch.vocabulary import NO_PRUNING
 
 
 def block_of(name: str) -> int | None:
@@ -25,7 +24,8 @@ def block_of(name: str) -> int | None:
 class Codec:
     """Maps between parameter dicts and numbers for one space.
 
-    Inactive settings (the blocks past ``n_blocks``, ``prune_level`` without a method) are
+    Inactive settings (the blocks past ``n_blocks``, ``prune_level`` without a method, a
+    pruning method's knobs under another method) are
     dropped by :meth:`canonical` and encoded as a neutral 0 by :meth:`features`, so they never
     tell a model anything and two points that build the same network look the same."""
 
@@ -46,8 +46,9 @@ class Codec:
     def canonical(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` without its inactive settings or the ones the space fixes (``decode``
         fills those in), in the space's order; lr rounded to 3 significant digits (closer
-        values train alike), prune_level to 2 decimals."""
-        full = params
+        values train alike), the pruning level and float pruning knobs to 2 decimals."""
+        # a method the space fixes (one choice) is no dimension, but its knobs and level are
+        full = {"prune_method": self.space.pruning_methods[0], **params}
         n_blocks = int(full.get("n_blocks", 1))
         out: dict[str, Any] = {}
         for d in self.defs:
@@ -56,14 +57,15 @@ class Codec:
             block = block_of(d.name)
             if block is not None and block >= n_blocks:
                 continue
-            if d.name == "prune_level" and full.get("prune_method", NO_PRUNING) == NO_PRUNING:
+            if not d.active(full):
                 continue
             out[d.name] = full[d.name]
         if "lr" in out:  # rounded, but never out of the space's bounds
             lo, hi = self.space.lr
             out["lr"] = min(hi, max(lo, float(f"{float(out['lr']):.3g}")))
-        if "prune_level" in out:  # widths change in steps far coarser than 0.005
-            out["prune_level"] = round(float(out["prune_level"]), 2)
+        for d in self.defs:  # pruning settings act in steps far coarser than 0.005
+            if d.when is not None and d.value_type == "float" and d.name in out:
+                out[d.name] = round(float(out[d.name]), 2)
         return out
 
     def key(self, params: dict[str, Any]) -> str:
@@ -114,8 +116,9 @@ class Codec:
                 out["n_blocks"] = n
             elif d.name == "prune_method":
                 out[d.name] = rng.choice([v for v in d.values if v != out[d.name]])  # type: ignore[union-attr]
-                if "prune_level" in self._names and "prune_level" not in out:
-                    out["prune_level"] = _value_at(self._def("prune_level"), rng.random())
+                for x in self.defs:  # settings the new method brings get random values
+                    if x.when is not None and x.active(out) and x.name not in out:
+                        out[x.name] = _value_at(x, rng.random())
             else:
                 out[d.name] = _moved(d, out[d.name], rng)
             out = self.canonical(out)

@@ -22,7 +22,13 @@ from sparsearch.space.spec import (
     BlockSpec,
     PruningSpec,
 )
-from sparsearch.vocabulary import NO_PRUNING, PRUNING_CHOICES, STRUCTURED_METHODS
+from sparsearch.vocabulary import (
+    NO_PRUNING,
+    PRUNING_CHOICES,
+    PRUNING_METHODS,
+    STRUCTURED_METHODS,
+    KnobInfo,
+)
 
 ValueType = Literal["int", "float", "str"]
 
@@ -37,6 +43,17 @@ class ParamDef:
     values: tuple[Any, ...] | None = None
     log: bool = False
     ordered: bool = False
+    #: Active only when the parameter ``when[0]`` takes one of the values ``when[1]`` (a
+    #: pruning method's knobs, the level without a method); inactive settings are dropped.
+    when: tuple[str, tuple[Any, ...]] | None = None
+
+    def active(self, params: dict[str, Any]) -> bool:
+        return self.when is None or params.get(self.when[0]) in self.when[1]
+
+
+def knob_param(method: str, knob: str) -> str:
+    """The search dimension of a pruning method's knob: ``prune_<method>_<knob>``."""
+    return f"prune_{method}_{knob}"
 
 
 #: Kernel sizes the builder and the estimator support.
@@ -129,12 +146,34 @@ def parameters(space: SpaceConfig) -> list[ParamDef]:
         ParamDef("lr", "float", bounds=space.lr, log=True),
         ParamDef("prune_method", "str", values=space.pruning_methods),
     ]
-    if (
-        any(m != NO_PRUNING for m in space.pruning_methods)
-        and space.prune_level[1] > space.prune_level[0]
-    ):
-        defs.append(ParamDef("prune_level", "float", bounds=space.prune_level))
+    methods = tuple(m for m in space.pruning_methods if m != NO_PRUNING)
+    if methods and space.prune_level[1] > space.prune_level[0]:
+        defs.append(
+            ParamDef(
+                "prune_level", "float", bounds=space.prune_level, when=("prune_method", methods)
+            )
+        )
+    for method in methods:
+        for knob in PRUNING_METHODS[method].knobs:
+            if knob.searched:
+                defs.append(_knob_def(method, knob))
     return [d for d in defs if d.values is None or len(d.values) > 1]
+
+
+def _knob_def(method: str, knob: KnobInfo) -> ParamDef:
+    name = knob_param(method, knob.name)
+    when = ("prune_method", (method,))
+    if knob.values is not None:
+        kind = "str" if all(isinstance(v, str) for v in knob.values) else "int"
+        ordered = kind != "str"
+        return ParamDef(name, kind, values=knob.values, ordered=ordered, when=when)  # type: ignore[arg-type]
+    return ParamDef(
+        name,
+        "int" if knob.integer else "float",
+        bounds=knob.bounds,
+        log=knob.log,
+        when=when,
+    )
 
 
 def decode(
@@ -167,13 +206,20 @@ def decode(
         )
         method = str(get("prune_method", space.pruning_methods[0]))
         level = float(get("prune_level", space.prune_level[1])) if method != NO_PRUNING else 0.0
+        options = {
+            k.name: params[knob_param(method, k.name)]
+            for k in (PRUNING_METHODS[method].knobs if method in PRUNING_METHODS else ())
+            if knob_param(method, k.name) in params
+        }
         lr = float(get("lr", (space.lr[0] * space.lr[1]) ** 0.5))
     except (KeyError, TypeError, ValueError) as e:
         raise SpaceError(f"cannot decode search point {params!r}: {e}") from e
     for b in blocks:
         if b.kind not in BLOCK_KINDS or b.downsample not in DOWNSAMPLES:
             raise SpaceError(f"unknown block setting in {b}")
-    return arch, PruningSpec(method=method, level=level), lr
+    if method not in PRUNING_CHOICES:
+        raise SpaceError(f"unknown pruning method {method!r} in search point {params!r}")
+    return arch, PruningSpec(method=method, level=level, options=options), lr
 
 
 def smallest_candidates(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from sparsearch.errors import PruningError, SpaceError
 from sparsearch.space.complexity import prune_to_complexity
 from sparsearch.space.spec import ArchSpec, PruningSpec
 from sparsearch.vocabulary import STRUCTURED_METHODS
@@ -24,18 +25,21 @@ def effective_arch(arch: ArchSpec, pruning: PruningSpec) -> ArchSpec:
     """The architecture that exists after pruning (for methods whose cost is not exact, the
     largest it can be). Filter-removing methods shrink every block's channels and the hidden
     dense layer by ``level``; the complexity-driven method shrinks the architecture until its
-    mode's complexity fell by ``level`` (``space.complexity``); unstructured ones keep shapes
-    (they only add zeros)."""
+    mode's complexity fell by ``level`` (``space.complexity``; SpaceError where the network
+    cannot lose that much); unstructured ones keep shapes (they only add zeros)."""
     if not pruning.active or pruning.method not in STRUCTURED_METHODS:
         return arch
     if pruning.method == "complexity":
-        return prune_to_complexity(
-            arch,
-            pruning.option("mode"),
-            ratio=pruning.level,
-            step=pruning.option("step"),
-            seed=pruning.option("seed"),
-        )
+        try:
+            return prune_to_complexity(
+                arch,
+                pruning.option("mode"),
+                ratio=pruning.level,
+                step=pruning.option("step"),
+                seed=pruning.option("seed"),
+            )
+        except PruningError as e:  # a candidate that cannot be built as asked
+            raise SpaceError(e.message, e.hint) from None
     blocks = tuple(
         replace(b, channels=pruned_width(b.channels, pruning.level)) for b in arch.blocks
     )
