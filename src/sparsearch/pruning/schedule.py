@@ -86,7 +86,7 @@ class Schedule:
             base = _widths(model)
             steps = self.steps if self.kind == "iterative" else 1
             for i in range(1, steps + 1):
-                if i == 1:
+                if i == 1 and method.info.stage == "during_training":
                     say("induce")
                     method.induce(model, context)
                 say(f"prune {i}/{steps}")
