@@ -33,6 +33,8 @@ does not carry over: reshapes that keep the batch become ``flatten(x, 1)``.
 
 from __future__ import annotations
 
+import io
+import keyword
 import math
 import operator
 import re
@@ -77,7 +79,7 @@ def load_model_file(path: str | Path, example_inputs: torch.Tensor) -> nn.Module
         reference = _exported_reference(ep, example_inputs, path)
     else:
         script = _load(path, "TorchScript", lambda f: torch.jit.load(f, map_location="cpu"))
-        reference = _run_checked(script, example_inputs, path)
+        reference = _run_checked(script, example_inputs, path, _shape(example_inputs.shape))
         ep = _script_to_exported(script, example_inputs, path)
     lifted = lift_exported(ep)
     _verify(lifted, reference, path)
@@ -116,8 +118,8 @@ def _zip_members(path: Path) -> set[str]:
 
 def _load(path: Path, kind: str, loader: Callable[[Any], Any]) -> Any:
     try:
-        with _quiet(), path.open("rb") as f:
-            return loader(f)
+        with _quiet():  # torch.export.load wants a buffer or a ".pt2" name: give it a buffer
+            return loader(io.BytesIO(path.read_bytes()))
     except Exception as e:  # a damaged archive raises whatever its reader meets
         raise PruningError(
             f"cannot load {kind} file {path}: {_first_line(e)}", hint=SAVE_HINT
@@ -142,10 +144,18 @@ def _script_to_exported(script: Any, x: torch.Tensor, path: Path) -> ExportedPro
 def _exported_reference(ep: ExportedProgram, x: torch.Tensor, path: Path) -> _Reference:
     """The program's outputs on ``x``, or on ``x`` cut/repeated to the batch size a static
     export was made with (the lifted model takes any batch size)."""
+    if len(ep.graph_signature.user_inputs) != 1:
+        raise PruningError(
+            f"the model in {path} takes {len(ep.graph_signature.user_inputs)} inputs",
+            hint="sparsearch prune needs a model of one (N, C, H, W) input",
+        )
     shape = _exported_input_shape(ep)
-    if shape is not None and len(shape) == x.dim() and isinstance(shape[0], int):
+    if shape is None:
+        return _run_checked(ep.module(), x, path, _shape(x.shape))
+    given = f"{_shape(x.shape)} (it was exported for inputs of shape {_shape(shape)})"
+    if len(shape) == x.dim() and isinstance(shape[0], int):
         x = _fit_batch(x, shape[0])
-    return _run_checked(ep.module(), x, path, exported_shape=shape)
+    return _run_checked(ep.module(), x, path, given)
 
 
 def _exported_input_shape(ep: ExportedProgram) -> tuple[Any, ...] | None:
@@ -169,17 +179,13 @@ class _Reference:
     outputs: list[torch.Tensor]
 
 
-def _run_checked(
-    model: Any, x: torch.Tensor, path: Path, exported_shape: tuple[Any, ...] | None = None
-) -> _Reference:
+def _run_checked(model: Any, x: torch.Tensor, path: Path, given: str) -> _Reference:
+    """The model's outputs on ``x``; ``given`` describes the input the user's data makes."""
     try:
         outputs = _run_pure(model, x)
     except Exception as e:
-        made_for = f" (it was exported for inputs of shape {_shape(exported_shape)})"
         raise PruningError(
-            f"the model in {path} fails on an input of shape {_shape(x.shape)}"
-            + (made_for if exported_shape is not None else "")
-            + f": {_first_line(e)}",
+            f"the model in {path} fails on an input of shape {given}: {_first_line(e)}",
             hint="the model must take (N, C, H, W) inputs of the data set it is pruned on",
         ) from e
     return _Reference(x, outputs)
@@ -256,7 +262,9 @@ class _Tuple:
         self.items = items
 
 
-_SYMBOLIC = object()  # a symbolic size (``sym_size``); reshapes read shapes from node metadata
+# A value computed from sizes and literals alone (``x.size(0) * 8``): only reshapes take one, and
+# they read the shapes from node metadata instead. A tensor op that meets one is unsupported.
+_SIZE = object()
 _STATE_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
 _Handler = Callable[["_Lifter", fx.Node, dict[str, Any]], Any]
 _HANDLERS: dict[Any, _Handler] = {}
@@ -278,7 +286,7 @@ class _Lifter:
         self.env: dict[fx.Node, Any] = {}
         self.modules: dict[str, nn.Module] = {}
         self.names = _Namer()
-        self.shared: dict[tuple[str, int], str] = {}
+        self.shared: dict[tuple[str, str], str] = {}
         self.training_bn = False
         self.fqns: dict[str, str] = {}
 
@@ -290,14 +298,23 @@ class _Lifter:
                 self.env[node] = self._lift(node)
         results = [self._tensor(n, "output") for n in outputs]
         self.graph.output(results[0] if len(results) == 1 else tuple(results))
-        gm = fx.GraphModule(self.modules, self.graph, class_name="LiftedModel")
+        root = nn.Module()  # a module root keeps the modules in graph order (a dict sorts)
+        for name, module in self.modules.items():
+            *parents, leaf = name.split(".")
+            owner = root
+            for part in parents:
+                if not hasattr(owner, part):
+                    owner.add_module(part, nn.Module())
+                owner = owner.get_submodule(part)
+            owner.add_module(leaf, module)
+        gm = fx.GraphModule(root, self.graph, class_name="LiftedModel")
         gm.meta["training_batch_norm"] = self.training_bn
         return gm.eval()
 
     def _user_outputs(self) -> list[fx.Node]:
         output = next(n for n in self.ep.graph.nodes if n.op == "output")
         specs = self.ep.graph_signature.output_specs
-        values = list(pytree.tree_leaves(output.args[0]))
+        values = list(output.args[0])  # a flat tuple: buffer updates, then the user's outputs
         user = [v for s, v in zip(specs, values, strict=False) if s.kind == OutputKind.USER_OUTPUT]
         if not user or not all(isinstance(v, fx.Node) for v in user):
             raise PruningError("the model returns no tensor", hint=SUPPORTED_HINT)
@@ -308,6 +325,11 @@ class _Lifter:
             return self._placeholder(node)
         if node.op != "call_function":
             raise _unsupported(node, f"a {node.op} node")
+        scalar = isinstance(
+            node.meta.get("val"), int | float | bool | torch.SymInt | torch.SymFloat
+        )
+        if scalar or all(self.env.get(n) is _SIZE for n in node.all_input_nodes):
+            return _SIZE  # x.size(0), arithmetic on it (traced: 0-d tensors): reshape arguments
         handler = _HANDLERS.get(node.target)
         if handler is None:
             raise _unsupported(node)
@@ -351,11 +373,12 @@ class _Lifter:
     # -- emitting
 
     def module(
-        self, node: fx.Node, module: nn.Module, args: tuple[Any, ...], key: Any = None
+        self, node: fx.Node, module: nn.Module, args: tuple[Any, ...], weight: Any = None
     ) -> fx.Node:
-        """A ``call_module`` node running ``module``; one module per stored weight (``key``),
-        so a layer applied twice stays one layer."""
-        shared = (type(module).__name__, id(key))
+        """A ``call_module`` node running ``module``; one module per stored ``weight`` (an
+        argument of ``node``), so a layer applied twice stays one layer."""
+        key = self.fqns.get(weight.name) if isinstance(weight, fx.Node) else None
+        shared = (type(module).__name__, key or "")
         if key is not None and shared in self.shared:
             name = self.shared[shared]
         else:
@@ -365,13 +388,8 @@ class _Lifter:
                 self.shared[shared] = name
         return self.graph.call_module(name, args)
 
-    def function(
-        self,
-        target: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None = None,
-    ) -> fx.Node:
-        return self.graph.call_function(target, args, kwargs or {})
+    def function(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> fx.Node:
+        return self.graph.call_function(target, args, kwargs)
 
     def _module_path(self, node: fx.Node) -> str:
         for arg in node.args:
@@ -379,13 +397,15 @@ class _Lifter:
             if fqn and "." in fqn and fqn.rsplit(".", 1)[1] in _STATE_SUFFIXES:
                 return fqn.rsplit(".", 1)[0]
         path, kind = _module_origin(node)
-        return path if path and kind.startswith("torch.nn.modules.") else node.name
+        if path and kind.startswith("torch.nn.modules."):
+            return path
+        return re.sub(r"_(?=_|$)", "", node.name)  # relu__1 (TorchScript's relu_) -> relu_1
 
 
 class _Namer:
     """Unique dotted module paths, each segment a valid module name that shadows nothing."""
 
-    _RESERVED = set(dir(fx.GraphModule)) | {"graph", "code", "meta", "training"}
+    _RESERVED = set(dir(fx.GraphModule)) | set(keyword.kwlist) | {"graph", "code", "meta"}
 
     def __init__(self) -> None:
         self.leaves: set[str] = set()
@@ -477,7 +497,10 @@ def _same_size(a: Any, b: Any) -> bool:
 # --- operations -------------------------------------------------------------------------------
 
 
-@_handles(aten.conv2d.default, aten.conv2d.padding, aten.convolution.default)
+@_handles(
+    aten.conv2d.default, aten.conv2d.padding, aten.convolution.default,
+    aten._convolution_mode.default,
+)  # fmt: skip
 def _conv(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     x = lift._tensor(a["input"], "input", node)
     weight = lift._const(a["weight"], node, "convolution weight")
@@ -492,7 +515,7 @@ def _conv(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         groups=groups, bias=bias is not None,
     )  # fmt: skip
     _copy(conv, weight=weight, bias=bias)
-    return lift.module(node, conv, (x,), key=weight)
+    return lift.module(node, conv, (x,), weight=a["weight"])
 
 
 _BN_TUPLES = {
@@ -524,9 +547,12 @@ def _batch_norm(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> Any:
         affine=weight is not None, track_running_stats=mean is not None,
     )  # fmt: skip
     _copy(bn, weight=weight, bias=bias, running_mean=mean, running_var=var)
+    if mean is not None:  # not an argument of the op, but momentum=None averages by it
+        prefix = lift.fqns.get(a["running_mean"].name, "").removesuffix("running_mean")
+        _copy(bn, num_batches_tracked=lift.ep.state_dict.get(prefix + "num_batches_tracked"))
     lift.training_bn |= training
-    key = weight if weight is not None else mean
-    out = lift.module(node, bn, (x,), key=key)
+    stored = a["weight"] if weight is not None else a.get("running_mean")
+    out = lift.module(node, bn, (x,), weight=stored)
     if node.target is aten.batch_norm.default:
         return out
     return _Tuple(_op_name(node.target), [out] + [None] * 4)
@@ -536,7 +562,8 @@ def _batch_norm(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> Any:
 def _linear(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     x = lift._tensor(a["input"], "input", node)
     weight = lift._const(a["weight"], node, "linear weight")
-    return _emit_linear(lift, node, x, weight, lift._const(a["bias"], node, "linear bias"))
+    bias = lift._const(a["bias"], node, "linear bias")
+    return _emit_linear(lift, node, x, (weight, a["weight"]), bias)
 
 
 @_handles(aten.addmm.default, aten.mm.default)
@@ -548,17 +575,23 @@ def _matmul(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     bias = lift._const(a["self"], node, "linear bias") if "mat1" in a else None
     if transposed is None or transposed.dim() != 2 or (bias is not None and bias.dim() != 1):
         raise _unsupported(node, f"operation {_op_name(node.target)} (not a linear layer)")
-    return _emit_linear(lift, node, x, transposed.t(), bias)
+    return _emit_linear(lift, node, x, (transposed.t(), a["mat2"]), bias)
 
 
 def _emit_linear(
-    lift: _Lifter, node: fx.Node, x: fx.Node, weight: Any, bias: torch.Tensor | None
+    lift: _Lifter,
+    node: fx.Node,
+    x: fx.Node,
+    stored: tuple[torch.Tensor | None, fx.Node],
+    bias: torch.Tensor | None,
 ) -> fx.Node:
+    """``stored``: the (out, in) weight and the argument it came from."""
+    weight = stored[0]
     if weight is None or weight.dim() != 2:
         raise _unsupported(node, f"operation {_op_name(node.target)} (not a linear layer)")
     linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     _copy(linear, weight=weight, bias=bias)
-    return lift.module(node, linear, (x,), key=weight)
+    return lift.module(node, linear, (x,), weight=stored[1])
 
 
 @_handles(aten.permute.default, aten.t.default, aten.transpose.int, aten.numpy_T.default)
@@ -571,53 +604,49 @@ def _fold_transpose(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> torch.Te
     return node.target(tensor, *[v for k, v in a.items() if k != "self"])
 
 
-@_handles(aten.relu.default, aten.relu_.default)
-def _relu(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-    return lift.module(node, nn.ReLU(), (_data_in_place(lift, node, a["self"]),))
-
-
-@_handles(aten.hardtanh.default, aten.hardtanh_.default)
-def _hardtanh(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+def _hardtanh(a: dict[str, Any]) -> nn.Module:
     low, high = float(a["min_val"]), float(a["max_val"])
-    act = nn.ReLU6() if (low, high) == (0.0, 6.0) else nn.Hardtanh(low, high)
-    return lift.module(node, act, (_data_in_place(lift, node, a["self"]),))
+    return nn.ReLU6() if (low, high) == (0.0, 6.0) else nn.Hardtanh(low, high)
 
 
-@_handles(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
-def _max_pool(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> Any:
+def _max_pool(a: dict[str, Any]) -> nn.Module:
     kernel = _ints(a["kernel_size"])
-    pool = nn.MaxPool2d(
+    return nn.MaxPool2d(
         kernel, stride=_ints(a["stride"]) if a["stride"] else kernel,
         padding=_ints(a["padding"]), dilation=_ints(a["dilation"]), ceil_mode=bool(a["ceil_mode"]),
     )  # fmt: skip
-    out = lift.module(node, pool, (lift._tensor(a["self"], "input", node),))
-    if node.target is aten.max_pool2d.default:
-        return out
-    return _Tuple(_op_name(node.target), [out, None])
 
 
-@_handles(aten.avg_pool2d.default)
-def _avg_pool(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+def _avg_pool(a: dict[str, Any]) -> nn.Module:
     kernel = _ints(a["kernel_size"])
-    pool = nn.AvgPool2d(
+    return nn.AvgPool2d(
         kernel, stride=_ints(a["stride"]) if a["stride"] else kernel,
         padding=_ints(a["padding"]), ceil_mode=bool(a["ceil_mode"]),
         count_include_pad=bool(a["count_include_pad"]), divisor_override=a["divisor_override"],
     )  # fmt: skip
-    return lift.module(node, pool, (lift._tensor(a["self"], "input", node),))
 
 
-@_handles(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
-def _adaptive_avg(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-    pool = nn.AdaptiveAvgPool2d(_ints(a["output_size"]))
-    return lift.module(node, pool, (lift._tensor(a["self"], "input", node),))
+# Weightless layers: op -> (its module, given the op's arguments; outputs it has, if a tuple).
+_LAYERS: dict[Any, tuple[Callable[[dict[str, Any]], nn.Module], int]] = {
+    aten.relu.default: (lambda a: nn.ReLU(), 0),
+    aten.relu_.default: (lambda a: nn.ReLU(), 0),
+    aten.relu6.default: (lambda a: nn.ReLU6(), 0),
+    aten.hardtanh.default: (_hardtanh, 0),
+    aten.hardtanh_.default: (_hardtanh, 0),
+    aten.max_pool2d.default: (_max_pool, 0),
+    aten.max_pool2d_with_indices.default: (_max_pool, 2),
+    aten.avg_pool2d.default: (_avg_pool, 0),
+    aten.adaptive_avg_pool2d.default: (lambda a: nn.AdaptiveAvgPool2d(_ints(a["output_size"])), 0),
+    aten._adaptive_avg_pool2d.default: (lambda a: nn.AdaptiveAvgPool2d(_ints(a["output_size"])), 0),
+    aten.adaptive_max_pool2d.default: (lambda a: nn.AdaptiveMaxPool2d(_ints(a["output_size"])), 2),
+}
 
 
-@_handles(aten.adaptive_max_pool2d.default)
-def _adaptive_max(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> _Tuple:
-    pool = nn.AdaptiveMaxPool2d(_ints(a["output_size"]))
-    out = lift.module(node, pool, (lift._tensor(a["self"], "input", node),))
-    return _Tuple(_op_name(node.target), [out, None])
+@_handles(*_LAYERS)
+def _layer(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> Any:
+    make, outputs = _LAYERS[node.target]
+    out = lift.module(node, make(a), (_data_in_place(lift, node, a["self"]),))
+    return _Tuple(_op_name(node.target), [out] + [None] * (outputs - 1)) if outputs else out
 
 
 @_handles(aten.mean.dim)
@@ -628,13 +657,13 @@ def _mean(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     if _rank(a["self"]) != 4 or dims != {2, 3} or a.get("dtype") is not None:
         raise _unsupported(node, f"mean over dims {list(a['dim'] or [])} (only over H and W)")
     pooled = lift.module(node, nn.AdaptiveAvgPool2d(1), (x,))
-    return pooled if a["keepdim"] else lift.function(torch.flatten, (pooled, 1))
+    return pooled if a["keepdim"] else lift.function(torch.flatten, pooled, 1)
 
 
 @_handles(aten.flatten.using_ints)
 def _flatten(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     x = lift._tensor(a["self"], "input", node)
-    return lift.function(torch.flatten, (x, int(a["start_dim"]), int(a["end_dim"])))
+    return lift.function(torch.flatten, x, int(a["start_dim"]), int(a["end_dim"]))
 
 
 @_handles(
@@ -652,7 +681,7 @@ def _reshape(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     if list(map(str, before.shape)) == list(map(str, after.shape)):
         return x
     if after.dim() == 2 and before.dim() >= 2 and _same_size(before.shape[0], after.shape[0]):
-        return lift.function(torch.flatten, (x, 1))
+        return lift.function(torch.flatten, x, 1)
     raise _unsupported(
         node, f"reshape from {_shape(before.shape)} to {_shape(after.shape)} (only flattening)"
     )
@@ -669,8 +698,8 @@ def _add(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     other = lift._tensor(right, "addend", node) if isinstance(right, fx.Node) else right
     alpha = a.get("alpha", 1)
     if alpha != 1:
-        return lift.function(torch.add, (x, other), {"alpha": alpha})
-    return lift.function(operator.add, (x, other))
+        return lift.function(torch.add, x, other, alpha=alpha)
+    return lift.function(operator.add, x, other)
 
 
 @_handles(aten.cat.default)
@@ -679,24 +708,17 @@ def _cat(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
     rank = _rank(node)
     if rank is None or int(a["dim"]) % rank != 1:
         raise _unsupported(node, "concatenation other than along channels (dim 1)")
-    return lift.function(torch.cat, (parts, 1))
+    return lift.function(torch.cat, parts, 1)
 
 
-@_handles(aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default)
+@_handles(
+    aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
+    aten.dropout.default,
+)  # fmt: skip
 def _identity(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-    return lift._tensor(a["self"], "input", node)
-
-
-@_handles(aten.dropout.default)
-def _dropout(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-    if a["train"]:
+    if a.get("train"):
         raise _unsupported(node, "training-mode dropout (export the model in eval mode)")
-    return lift._tensor(a["input"], "input", node)
-
-
-@_handles(aten.sym_size.int)
-def _sym_size(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> object:
-    return _SYMBOLIC
+    return lift._tensor(a.get("self", a.get("input")), "input", node)
 
 
 @_handles(operator.getitem)
@@ -714,7 +736,8 @@ def _getitem(lift: _Lifter, node: fx.Node, a: dict[str, Any]) -> fx.Node:
 def _data_in_place(lift: _Lifter, node: fx.Node, value: Any) -> fx.Node:
     """The data input of a possibly in-place op (``relu_``, ``add_``): kept as a plain op only
     when nothing else reads the tensor it overwrites."""
-    in_place = node.target in (aten.relu_.default, aten.hardtanh_.default, aten.add_.Tensor)
+    schema = getattr(node.target, "_schema", None)
+    in_place = node.target is operator.iadd or (schema is not None and schema.name.endswith("_"))
     if in_place and isinstance(value, fx.Node) and len(value.users) > 1:
         raise _unsupported(node, f"in-place {_op_name(node.target)} of a tensor used elsewhere")
     return lift._tensor(value, "input", node)
