@@ -345,10 +345,13 @@ PRUNING_METHODS: dict[str, PruningMethodInfo] = {
                 ),
                 KnobInfo(
                     "strength",
-                    0.05,
-                    "group-lasso strength (per step, relative to the learning rate)",
-                    bounds=(1e-4, 1.0),
+                    0.3,
+                    "group-lasso strength: each proximal step shrinks a group by strength x lr "
+                    "x sqrt(group size); below about 0.1 a fine-tuning budget zeroes no group, "
+                    "above 0.5 a layer without BatchNorm may collapse",
+                    bounds=(0.01, 1.0),
                     log=True,
+                    searched=True,
                 ),
             ),
             exact_cost=False,

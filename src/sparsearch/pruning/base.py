@@ -84,7 +84,9 @@ class PruningMethod(ABC):
     - Structured methods replace parameters with smaller ones: build the optimizer *after*
       pruning. Unstructured methods keep parameters (masks live in forward pre-hooks), so
       zeros stay zero during fine-tuning.
-    - Level 0 leaves the model unchanged. A level outside [0, 0.95] raises PruningError.
+    - Level 0 leaves the model unchanged, except what a method's own criterion removes
+      regardless of the level (a sparsity, relevance or log-alpha threshold). A level outside
+      [0, 0.95] raises PruningError.
     - ``induce`` (methods that act during training) trains ``model`` with the method's loss
       term or layers, through ``context.train``; the others have nothing to induce.
     - ``finalize`` is called once after fine-tuning, before export or ``state_dict``; it is

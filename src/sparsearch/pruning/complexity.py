@@ -116,6 +116,6 @@ class Complexity(StructuredMethod):
             layer = dict(weight_layers(model))[name]
             width = width_of(layer)
             remove = max(1, math.floor(self.step * width + 1e-9))
-            self._remove(model, [(name, layer, width - remove)], ctx, skip_forced=True)
+            self._remove(model, [(name, layer, width - remove)], ctx)
             value = sum(layer_costs(model, ctx.example_inputs, self.mode).values())
         return self._report(model, level, params_before, channels_before)

@@ -142,7 +142,7 @@ class SparsityInduction(StructuredMethod):
 
     name = "sparsity_induction"
 
-    def __init__(self, threshold: float = 0.5, strength: float = 0.05) -> None:
+    def __init__(self, threshold: float = 0.5, strength: float = 0.3) -> None:
         info = PRUNING_METHODS[self.name]
         try:
             self.threshold = float(info.knob("threshold").check(self.name, threshold))

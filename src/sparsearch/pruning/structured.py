@@ -97,7 +97,7 @@ class StructuredMethod(PruningMethod):
         ]
         if plan:
             ctx = as_context(example_inputs, context, self.name)
-            self._remove(model, plan, ctx, skip_forced=level == 0)
+            self._remove(model, plan, ctx)
         return self._report(model, level, params_before, channels_before)
 
     def _remove(
@@ -105,8 +105,6 @@ class StructuredMethod(PruningMethod):
         model: nn.Module,
         plan: list[tuple[str, Layer, int]],
         ctx: PruneContext,
-        *,
-        skip_forced: bool,
     ) -> None:
         import torch_pruning as tp
 
@@ -118,12 +116,9 @@ class StructuredMethod(PruningMethod):
             dg = None
             for name, layer, width in plan:
                 current = width_of(layer)  # a coupled layer may already be narrower
-                if current <= width and skip_forced:
-                    continue
                 scores = self.scores(model, name, layer, ctx)
                 idxs = set(lowest_filters(scores, current - width))
-                if not skip_forced:
-                    idxs |= set(self.forced(model, name, layer, scores, ctx))
+                idxs |= set(self.forced(model, name, layer, scores, ctx))
                 if len(idxs) >= current:  # keep the best filter
                     keep = int(torch.argmax(scores))
                     idxs.discard(keep)
