@@ -303,11 +303,16 @@ def test_bad_knobs_are_pruning_errors(knobs) -> None:
         get_method("variational_dropout", **knobs)
 
 
-def test_registered_with_its_knobs_and_no_fine_tuning() -> None:
+def test_registered_with_its_knobs_and_fine_tunes_only_when_the_level_forced_weights() -> None:
     method = get_method("variational_dropout", threshold=2.0, kl_weight=0.5)
     assert isinstance(method, VariationalDropout) and not method.structured
     assert (method.threshold, method.kl_weight) == (2.0, 0.5)
     assert method.fine_tune_after is False
+    net = nn.Sequential(nn.Linear(4, 4))
+    method.prune(net, 0.0)  # no log alpha, no floor: nothing forced
+    assert method.fine_tune_after is False
+    method.prune(net, 0.5)
+    assert method.fine_tune_after is True
 
 
 def test_missing_trainer_or_train_size_is_a_pruning_error(digits) -> None:

@@ -16,9 +16,10 @@ the learned ``log α`` of each layer stays on the method (``log_alpha``, keyed b
 that is the method's whole pruning. ``level`` is a floor: where the threshold leaves fewer
 than ``round(level · total)`` zeros, the weights with the highest ``log α`` go next, over the
 whole model, until exactly that many are zero (so the search's estimate at ``level`` is an
-upper bound of the cost, ``exact_cost=False``). ``finalize`` folds the masks in. The method
-ends training: no fine-tuning follows (``fine_tune_after=False``); the eval forward of a VD
-layer, ``θ · (log α < threshold)``, is what the pruned model computes.
+upper bound of the cost, ``exact_cost=False``). ``finalize`` folds the masks in. Where the
+threshold alone decided, the method ends training (the eval forward of a VD layer,
+``θ · (log α < threshold)``, is what the pruned model computes); where the level forced
+weights VD kept, the schedule fine-tunes with the masks in place (``fine_tune_after``).
 """
 
 from __future__ import annotations
@@ -171,7 +172,12 @@ class VariationalDropout(PruningMethod):
     and at least the ``level`` fraction (highest log α first)."""
 
     name = "variational_dropout"
-    fine_tune_after = False
+
+    @property  # type: ignore[override]
+    def fine_tune_after(self) -> bool:
+        """Sparse VD ends training where log α alone decided; where the level forced weights
+        VD had kept, the schedule fine-tunes (with those masks) to recover."""
+        return self._forced
 
     def __init__(self, threshold: float = 3.0, kl_weight: float = 1.0) -> None:
         knobs = {k.name: k for k in PRUNING_METHODS[self.name].knobs}
@@ -183,6 +189,7 @@ class VariationalDropout(PruningMethod):
             raise PruningError(str(e), hint=f"use {allowed}") from None
         #: The learned log α of every layer ``induce`` trained, keyed by module name.
         self.log_alpha: dict[str, torch.Tensor] = {}
+        self._forced = False
 
     def induce(
         self, model: nn.Module, context: PruneContext, layers: list[str] | None = None
@@ -258,6 +265,7 @@ class VariationalDropout(PruningMethod):
             )
             score = torch.cat(scores)
             extra = round(level * new.numel()) - int((new == 0).sum())
+            self._forced = extra > 0
             if extra > 0:
                 score[new == 0] = -math.inf
                 order = torch.argsort(score, descending=True, stable=True)[:extra]
