@@ -6,7 +6,8 @@ figure of the before/after documents is what the product means by it:
 
 - ``accuracy``: float top-1 on the test split; ``int8_accuracy``: the int8 model on TFLite
   Micro, same images (the deployed model);
-- ``params``: parameters (unstructured pruning keeps them: see ``zero_fraction``);
+- ``params``: parameters (unstructured pruning keeps them: see ``zero_fraction`` and
+  ``nonzero_params``, what a ``params`` target counts for those methods);
 - ``flash_bytes``: the stripped int8 ``.tflite``; ``ram_bytes``: TFLM's arena for it (both
   measured, as for a search trial); ``nnz_flash_bytes``: the sparse accounting (non-zero int8
   weights + 1-bit-per-weight bitmap + int32 biases), the only flash unstructured pruning cuts;
@@ -51,6 +52,7 @@ from sparsearch.worker.trial import SAMPLE_SIZE, arch_of
 #: What a target may name, and its unit.
 TARGET_QUANTITIES: dict[str, str] = {
     "ratio": "fraction",
+    "params": "parameters",
     "flash_bytes": "B",
     "ram_bytes": "B",
     "macs": "MACs",
@@ -147,6 +149,12 @@ def nnz_flash_bytes(model: nn.Module) -> int:
     return nonzero + -(-weights // 8) + 4 * biases
 
 
+def nonzero_params(model: nn.Module) -> int:
+    """Parameters that are not exactly zero."""
+    with torch.no_grad():
+        return sum(int((p != 0).sum()) for p in model.parameters())
+
+
 def size_costs(model: nn.Module, x_train: np.ndarray, arch: ArchSpec | None) -> dict[str, int]:
     """Flash and RAM of ``model``: the estimator's for a sparsearch architecture (exact on
     flash to under 1 %, on the arena to the byte), else exported and run on TFLM."""
@@ -178,6 +186,7 @@ def measure(
         "ram_bytes": shipped.ram_bytes,
         "macs": model_macs(model, torch.from_numpy(x_test[:1])),
         "nnz_flash_bytes": nnz_flash_bytes(model),
+        "nonzero_params": nonzero_params(model),
         "zero_fraction": round(zero_fraction(model), 4),
     }
     return doc, shipped.tflite
@@ -201,7 +210,7 @@ def level_for_target(
     if target.quantity == "ratio":
         return target.value
     unstructured = not PRUNING_METHODS[pruning.method].structured
-    if unstructured and target.quantity != "flash_bytes":
+    if unstructured and target.quantity not in ("flash_bytes", "params"):
         raise PruningError(
             f"{pruning.method} zeroes single weights: it cannot change {target.quantity}",
             "use a structured method (filter_norm, relevance, complexity, sparsity_induction) "
@@ -328,6 +337,8 @@ def _cost_function(
     example = torch.from_numpy(x_train[:1])
     if target.quantity == "macs":
         return lambda m: float(model_macs(m, example))
+    if target.quantity == "params":  # unstructured methods: the non-zero ones
+        return lambda m: float(count_params(m) if structured else nonzero_params(m))
     if target.quantity == "flash_bytes" and not structured:
         return lambda m: float(nnz_flash_bytes(m))
     key = target.quantity
@@ -341,6 +352,8 @@ def _check_met(outcome: PruneOutcome, structured: bool) -> None:
     key = target.quantity
     if key == "flash_bytes" and not structured:
         key = "nnz_flash_bytes"
+    if key == "params" and not structured:
+        key = "nonzero_params"
     value = outcome.after[key]
     if value > target.value:
         outcome.notes.append(
