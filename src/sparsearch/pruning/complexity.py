@@ -92,6 +92,11 @@ class Complexity(StructuredMethod):
         level = check_level(level)
         ctx = as_context(example_inputs, context, self.name)
         channels_before = out_channels(model)
+        if not channels_before:
+            raise PruningError(
+                "complexity: the model has no Conv2d or Linear layer to prune",
+                hint="pass the trained CNN itself",
+            )
         params_before = count_params(model)
         self._gen = torch.Generator().manual_seed(self.seed)
         rng = random.Random(self.seed)

@@ -22,7 +22,7 @@ class Trainer(Protocol):
     """Trains ``model`` in place on the training data; returns the last mean loss.
 
     ``epochs`` None means the schedule's fine-tuning budget (may be fractional: the trainer
-    stops after that share of an epoch's batches). ``penalty(model)`` is added to the loss
+    stops after that share of an epoch's batches); ``lr`` None the fine-tuning learning rate. ``penalty(model)`` is added to the loss
     (a regularizer); ``after_step(lr)`` runs after every optimizer step (a proximal step)."""
 
     def __call__(
@@ -32,6 +32,7 @@ class Trainer(Protocol):
         epochs: float | None = None,
         penalty: Callable[[nn.Module], torch.Tensor] | None = None,
         after_step: Callable[[float], None] | None = None,
+        lr: float | None = None,
     ) -> float: ...
 
 
@@ -41,7 +42,8 @@ class PruneContext:
     graph); ``sample``: representative training images (methods that need ``sample``);
     ``train``: the trainer (fine-tuning, and methods that need ``training``); ``seed``: for
     every random choice a method makes; ``train_size``: training images (a KL term's scale);
-    ``scratch_epochs``: epochs of a training from scratch (``train_once`` on a torch model);
+    ``scratch_epochs`` / ``scratch_lr``: epochs and learning rate of a training from scratch
+    (``train_once`` on a torch model);
     ``finetune_epochs``: the trainer's default budget (a method that splits it, e.g. over
     layers, passes ``epochs=finetune_epochs / n``)."""
 
@@ -51,6 +53,7 @@ class PruneContext:
     seed: int = 0
     train_size: int = 0
     scratch_epochs: float = 0.0
+    scratch_lr: float | None = None
     finetune_epochs: float = 0.0
 
     def need_sample(self, method: str) -> torch.Tensor:

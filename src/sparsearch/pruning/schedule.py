@@ -10,7 +10,7 @@
   scratch, no fine-tuning (seed 001). In a search the pruning happens on the architecture
   before the model is built (``space.pruned.effective_arch``), so the schedule has nothing
   left to do there; on a trained torch model (``sparsearch prune``) it prunes, re-initialises
-  and trains for ``context.scratch_epochs``.
+  and trains for ``context.scratch_epochs`` at ``context.scratch_lr``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ class Schedule:
             first = method.prune(model, level, context=context)
             _reinitialise(model, context.seed)
             say("train from scratch")
-            context.need_train(method.name)(model, epochs=context.scratch_epochs)
+            train = context.need_train(method.name)
+            train(model, epochs=context.scratch_epochs, lr=context.scratch_lr)
         elif self.kind == "layerwise":
             for name in method.layers(model):
                 say(f"induce {name}")

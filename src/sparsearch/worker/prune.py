@@ -218,31 +218,46 @@ def level_for_target(
         )
     probe_context = replace(context, train=None)
 
-    def probe(level: float) -> float:
+    def probe(level: float) -> float | None:
+        """The cost at ``level``; None where the method cannot prune that deep (complexity
+        stops once every layer is down to one filter)."""
         trial = copy.deepcopy(model)
         method = method_for(replace(pruning, level=level))
-        method.prune(trial, level, context=probe_context)
+        try:
+            method.prune(trial, level, context=probe_context)
+        except PruningError:
+            return None
         method.finalize(trial)
         return cost(trial)
 
-    if probe(0.0) <= target.value:
+    unit = TARGET_QUANTITIES[target.quantity]
+    closest = probe(0.0)
+    if closest is not None and closest <= target.value:
         return 0.0
     deepest = probe(MAX_LEVEL)
-    if deepest > target.value:
-        unit = TARGET_QUANTITIES[target.quantity]
+    if deepest is not None and deepest > target.value:
         raise PruningError(
             f"{pruning.method} cannot reach {target.quantity} <= {target.value:g} {unit}: "
             f"pruned as far as it goes ({MAX_LEVEL:.0%}) the model still needs {deepest:g} {unit}",
             "raise the target, or start from a smaller model",
         )
     lo, hi = 0.0, MAX_LEVEL
+    met = None if deepest is None else MAX_LEVEL
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        if probe(mid) <= target.value:
+        value = probe(mid)
+        if value is None or value <= target.value:  # None: too deep, the answer is below
             hi = mid
+            met = mid if value is not None else met
         else:
-            lo = mid
-    return round(hi, 4)
+            lo, closest = mid, value
+    if met is None:
+        raise PruningError(
+            f"{pruning.method} cannot reach {target.quantity} <= {target.value:g} {unit}: "
+            f"pruned as far as it goes (level {lo:.2f}) the model still needs {closest:g} {unit}",
+            "raise the target, or start from a smaller model",
+        )
+    return round(met, 4)
 
 
 def prepare(
@@ -327,6 +342,7 @@ def _context(x_train: np.ndarray, data: Dataset, t: TrainSpec) -> PruneContext:
         seed=t.seed,
         train_size=len(x_train),
         scratch_epochs=t.epochs,
+        scratch_lr=t.lr,
         finetune_epochs=t.finetune_epochs,
     )
 

@@ -102,6 +102,7 @@ def trainer(
         epochs: float | None = None,
         penalty: Callable[[nn.Module], torch.Tensor] | None = None,
         after_step: Callable[[float], None] | None = None,
+        lr: float | None = None,
     ) -> float:
         nonlocal calls
         calls += 1
@@ -110,12 +111,12 @@ def trainer(
             x,
             y,
             epochs=default_epochs if epochs is None else epochs,
-            lr=lr,
+            lr=default_lr if lr is None else lr,
             batch_size=batch_size,
             seed=seed + calls,
             penalty=penalty,
             after_step=after_step,
         )
 
-    default_epochs = epochs
+    default_epochs, default_lr = epochs, lr
     return train

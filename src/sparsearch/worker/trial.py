@@ -120,6 +120,7 @@ def prune_context(x_train: np.ndarray, y_train: np.ndarray, t: TrainSpec) -> Pru
         seed=t.seed,
         train_size=len(x_train),
         scratch_epochs=t.epochs,
+        scratch_lr=t.lr,
         finetune_epochs=t.finetune_epochs,
     )
 
