@@ -22,8 +22,9 @@ class Trainer(Protocol):
     """Trains ``model`` in place on the training data; returns the last mean loss.
 
     ``epochs`` None means the schedule's fine-tuning budget (may be fractional: the trainer
-    stops after that share of an epoch's batches); ``lr`` None the fine-tuning learning rate. ``penalty(model)`` is added to the loss
-    (a regularizer); ``after_step(lr)`` runs after every optimizer step (a proximal step)."""
+    stops after that share of an epoch's batches); ``lr`` None the fine-tuning learning rate.
+    ``penalty(model)`` is added to the loss (a regularizer); ``after_step(lr)`` runs after
+    every optimizer step (a proximal step)."""
 
     def __call__(
         self,
