@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -11,7 +12,10 @@ import torch
 
 from sparsearch.datasets import load_dataset
 from sparsearch.errors import DatasetError
+from sparsearch.pruning import METHODS
+from sparsearch.space.estimate import estimate
 from sparsearch.space.spec import ArchSpec, BlockSpec, PruningSpec, TrainSpec, TrialSpec
+from sparsearch.vocabulary import PRUNING_METHODS
 from sparsearch.worker.export import load_model
 from sparsearch.worker.train import evaluate
 from sparsearch.worker.trial import prepare_inputs, resize_inputs, run_trial
@@ -104,3 +108,28 @@ def test_resize_inputs_area_average() -> None:
 def test_resize_inputs_rejects_bad_input(x: np.ndarray, hw) -> None:
     with pytest.raises(DatasetError):
         resize_inputs(x, hw)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_as_a_trial_within_its_estimate(method, digits):
+    """A trial of each method trains, prunes through its schedule and reloads from its
+    effective spec; its cost is the estimate's (exact methods) or at most it (the others)."""
+    pruning = PruningSpec(method, 0.4)
+    result = run_trial(replace(_spec(pruning), deploy=False, export_onnx=False), digits)
+    model = load_model(result.effective_spec, result.artifacts["state_dict"])
+    assert sum(p.numel() for p in model.parameters()) == result.param_count
+    eff = ArchSpec.from_dict(result.effective_spec["arch"])
+    planned = estimate(ARCH, pruning)
+    info = PRUNING_METHODS[method]
+    if info.structured:
+        trained = estimate(eff)
+        if info.exact_cost:
+            assert trained.to_dict() == planned.to_dict()
+        assert trained.flash_bytes <= planned.flash_bytes and trained.ram_bytes <= planned.ram_bytes
+        assert (
+            result.param_count
+            < run_trial(replace(_spec(), deploy=False, export_onnx=False), digits).param_count
+        )
+    else:
+        assert eff == ARCH and result.zero_fraction >= 0.4 - 1e-3
+    assert result.accuracy > 0.5
