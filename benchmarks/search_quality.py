@@ -169,7 +169,15 @@ def run_one(
     tmp = Path(tempfile.mkdtemp(prefix=f"sparsearch-quality-{regime}-{strategy}-{seed}-"))
     url = f"sqlite:///{tmp / 'search.db'}"
     storage = open_storage(url, tmp / "artifacts")
+    space = None
+    if args.pruning_methods:  # e.g. `none`: architecture search alone (seed 004's comparison)
+        from dataclasses import replace
+
+        from sparsearch.jobconfig import default_space
+
+        space = replace(default_space("dense"), pruning_methods=tuple(args.pruning_methods))
     cfg = JobConfig.create(
+        space=space,
         dataset=args.dataset,
         flash_bytes=limits["flash_bytes"],
         ram_bytes=limits["ram_bytes"],
@@ -452,6 +460,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
     ap.add_argument("--regimes", nargs="+", choices=sorted(REGIMES), default=None)
     ap.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=None)
+    ap.add_argument(
+        "--pruning-methods",
+        nargs="+",
+        default=None,
+        help="restrict the space's pruning methods (default: the default space's); "
+        "`--pruning-methods none` searches architectures alone",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: b, seed 0, 6 x 1 epoch")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
@@ -484,11 +499,12 @@ def main() -> None:
         "prefixes": prefix_sizes(args.trials),
         "ray": {"num_cpus": 2, "object_store_mb": 300},
         "quick": quick,
+        "pruning_methods": args.pruning_methods or "default space",
     }
     done: dict[tuple[str, str, int], dict] = {}
     if args.resume_from is not None:
         old = json.loads(args.resume_from.read_text())
-        for key in ("dataset", "train_limit", "trials", "epochs", "parallel"):
+        for key in ("dataset", "train_limit", "trials", "epochs", "parallel", "pruning_methods"):
             if old["config"].get(key) != config[key]:
                 sys.exit(
                     f"--resume-from {args.resume_from}: its {key} is {old['config'].get(key)!r}, "

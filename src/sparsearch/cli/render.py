@@ -61,7 +61,8 @@ def _pct(v: float | None) -> str:
 def _pruning(p: dict[str, Any] | None) -> str:
     if not p or p.get("method", "none") == "none" or not p.get("level"):
         return "none"
-    return f"{p['method']} {p['level'] * 100:.3g}%"
+    knobs = " ".join(f"{k}={v}" for k, v in (p.get("options") or {}).items())
+    return f"{p['method']} {p['level'] * 100:.3g}%" + (f" ({knobs})" if knobs else "")
 
 
 def _count(n: int | None) -> str:
