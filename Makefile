@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/finalize_fashion.py --trials 40 --epochs 6 --train-limit 20000 --final-epochs 40 \
 		--out benchmarks/results/finalize_fashion_16k_6k.json
 	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 --out benchmarks/results/api_load.json
+	$(PY) benchmarks/pruning.py --out benchmarks/results/pruning.json
 
 # About 1.5 h on two cores: every strategy, two regimes, three seeds (issue 10's evidence).
 bench-quality: $(STAMP)
