@@ -35,7 +35,7 @@ Unused parameter selection: a filter's sparsity level is the fraction of its wei
 in an all-zero row or column; filters whose level exceeds ``threshold`` are removed (whatever
 ``level`` says, so ``level`` is a floor and the cost estimated at ``level`` an upper bound),
 the others are ranked by sparsity level (then L2 norm) when ``level`` asks for more. At
-``level`` 0 nothing is removed (every method's contract: level 0 leaves the model unchanged).
+``level`` 0 the threshold alone decides.
 
 Removal guideline for classifiers: induce, select and remove layer by layer (the
 ``layerwise`` schedule: layer 1, then layer 2, ...); ``one_shot`` induces on every layer at
