@@ -46,8 +46,8 @@ from sparsearch.vocabulary import PRUNING_METHODS
 from sparsearch.worker import tflite
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.tflm import run_tflm
-from sparsearch.worker.train import evaluate, trainer
-from sparsearch.worker.trial import SAMPLE_SIZE, arch_of
+from sparsearch.worker.train import evaluate
+from sparsearch.worker.trial import arch_of, prune_context
 
 #: What a target may name, and its unit.
 TARGET_QUANTITIES: dict[str, str] = {
@@ -297,7 +297,7 @@ def prune_model(
     schedule = Schedule.of(pruning)
     say("measure before")
     before, _ = measure(model, data, inputs, arch) if measure_before else ({}, b"")
-    context = _context(x_train, data, train)
+    context = prune_context(x_train, data.y_train, train)
     say("find the level")
     cost = _cost_function(target, x_train, arch, info.structured)
     level = level_for_target(pruning, model, target, context, cost)
@@ -323,28 +323,6 @@ def prune_model(
     )
     _check_met(outcome, info.structured)
     return outcome
-
-
-def _context(x_train: np.ndarray, data: Dataset, t: TrainSpec) -> PruneContext:
-    rng = np.random.default_rng(t.seed)
-    pick = np.sort(rng.choice(len(x_train), size=min(SAMPLE_SIZE, len(x_train)), replace=False))
-    return PruneContext(
-        example_inputs=torch.from_numpy(x_train[:1]),
-        sample=torch.from_numpy(x_train[pick]),
-        train=trainer(
-            x_train,
-            data.y_train,
-            epochs=t.finetune_epochs,
-            lr=t.lr / 3,
-            batch_size=t.batch_size,
-            seed=t.seed,
-        ),  # fmt: skip
-        seed=t.seed,
-        train_size=len(x_train),
-        scratch_epochs=t.epochs,
-        scratch_lr=t.lr,
-        finetune_epochs=t.finetune_epochs,
-    )
 
 
 def _cost_function(
