@@ -42,6 +42,16 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module that trains: its timing and float sums do not depend on
+    the machine's cores (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def make_net() -> Callable[..., nn.Sequential]:
     def factory(*args, seed: int = 0, **kwargs) -> nn.Sequential:

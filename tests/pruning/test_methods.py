@@ -40,12 +40,7 @@ STRUCTURED = [m for m in METHODS if PRUNING_METHODS[m].structured]
 UNSTRUCTURED = [m for m in METHODS if not PRUNING_METHODS[m].structured]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -66,10 +66,12 @@ def make_context(digits, *, epochs: float = 2.0, seed: int = 0) -> PruneContext:
     )
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def pretrained(digits) -> nn.Sequential:
     """Trained on digits (8 epochs): copy before use."""
-    torch.set_num_threads(1)
     net = digits_cnn()
     train_epochs(net, digits.x_train, digits.y_train, epochs=8, lr=1e-2, batch_size=32, seed=0)
     net.eval()
