@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from sparsearch.cli import db, finalize, jobs, search, service, tokens
+from sparsearch.cli import db, finalize, jobs, prune, search, service, tokens
 from sparsearch.cli.common import print_error
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit, job
     app.command()(command)
 app.command()(finalize.finalize)
 app.command()(finalize.export)
+app.command()(prune.prune)
 app.command()(service.serve)
 app.command("scheduler")(service.scheduler_command)
 app.add_typer(tokens.token_app, name="token")
