@@ -20,7 +20,7 @@ import torch
 from cli_helpers import Cli, sqlite_url
 from torch import nn
 
-from sparsearch.cli.prune import MODEL_FORMAT
+from sparsearch.cli.prune_model import MODEL_FORMAT
 from sparsearch.datasets import load_dataset
 from sparsearch.space.builder import build_model
 from sparsearch.space.spec import ArchSpec, BlockSpec
