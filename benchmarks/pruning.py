@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import command_line, load_average, machine_info, rnd
+from _pruning_plot import plot
 
 REDUCTIONS = (0.5, 0.75, 0.9)
 QUICK = {"train_limit": 2000, "epochs": 1, "finetune_epochs": 0.5, "reductions": (0.5,)}
@@ -428,87 +429,6 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# -- plot ----------------------------------------------------------------------------------------
-
-
-def plot(doc: dict[str, Any], path: Path) -> None:
-    """Accuracy vs flash, one line per method (complexity: one per mode), baseline a star;
-    unstructured methods at their sparse flash (nnz_flash_bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sparsearch.vocabulary import PRUNING_METHODS
-
-    records = doc["records"]
-    base = next((r for r in records if r["method"] == "none"), None)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        if r["method"] != "none" and r.get("status") == "ok":
-            groups.setdefault(label_of(r), []).append(r)
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for i, (label, recs) in enumerate(groups.items()):
-        structured = PRUNING_METHODS[recs[0]["method"]].structured
-        field = "flash_bytes" if structured else "nnz_flash_bytes"
-        recs = sorted(recs, key=lambda r: r[field])
-        xs = [r[field] / 1024 for r in recs]
-        ys = [r["accuracy"] for r in recs]
-        ax.plot(
-            xs,
-            ys,
-            marker="os^vDP<>"[i % 8],
-            linestyle=("-", "--", "-.", ":")[i % 4],
-            label=label + ("" if structured else " (sparse flash)"),
-        )
-        for r, x, y in zip(recs, xs, ys, strict=True):
-            ax.annotate(
-                f"{r['reduction']:g}",
-                (x, y),
-                fontsize=6,
-                alpha=0.6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    if base is not None:
-        ax.plot(
-            [base["flash_bytes"] / 1024],
-            [base["accuracy"]],
-            marker="*",
-            markersize=14,
-            color="black",
-            linestyle="none",
-            label="baseline (no pruning)",
-        )
-        ax.plot(
-            [base["nnz_flash_bytes"] / 1024],
-            [base["accuracy"]],
-            marker="*",
-            markersize=14,
-            markerfacecolor="none",
-            color="black",
-            linestyle="none",
-            label="baseline, sparse flash",
-        )
-    cfg = doc["config"]
-    ax.set_xlabel("flash (KiB): int8 .tflite, or its sparse accounting where marked")
-    ax.set_ylabel("float test accuracy")
-    ax.set_title(
-        f"Fashion-MNIST, {cfg['train_limit']} training images, baseline {cfg['epochs']} "
-        f"epoch(s), fine-tuning {cfg['finetune_epochs']:g} epoch(s)\n(point labels: "
-        "reduction of the method's own target quantity)",
-        fontsize=10,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-# -- main ----------------------------------------------------------------------------------------
-
 NOTES = [
     "records: the issue's list of run records (one per method, mode, schedule and reduction, "
     "plus the baseline, method 'none'); the rest of the document is provenance and a summary.",
@@ -588,7 +508,7 @@ def main() -> None:
     log = sys.stderr
 
     if a.plot_only:
-        plot(json.loads(a.out.read_text()), a.plot)
+        plot(json.loads(a.out.read_text()), a.plot, label_of)
         return
 
     config = {
@@ -667,7 +587,7 @@ def main() -> None:
     doc["wall_seconds"] = round(time.monotonic() - start, 1)
     doc["summary"] = summarize(doc["records"])
     write(a.out, doc)
-    plot(doc, a.plot)
+    plot(doc, a.plot, label_of)
     print(f"wrote {a.out} and {a.plot} ({doc['wall_seconds']} s)", file=log, flush=True)
 
 
