@@ -141,6 +141,8 @@ def plan(reductions: tuple[float, ...], iterative: bool) -> list[dict[str, Any]]
     for method in ("magnitude", "variational_dropout"):
         for r in reductions:
             add(method, {}, r)
+    for r in reductions:  # one threshold over all layers: small layers are not emptied first
+        add("magnitude", {"scope": "global"}, r)
     if iterative:
         for method, r in ITERATIVE:
             add(method, {"schedule": "iterative", "steps": ITERATIVE_STEPS}, r)
