@@ -47,6 +47,10 @@ class LocalBackend:
         accounting, front = self.storage.front(job_id)
         return [front_trial_json(t, accounting) for t in front]
 
+    def trial(self, job_id: str, index: int) -> dict[str, Any]:
+        """One trial's JSON (as ``GET /v1/jobs/{id}/trials/{index}``)."""
+        return self.storage.get_trial(job_id, index).to_json()  # type: ignore[no-any-return]
+
     def best(self, job_id: str) -> dict[str, Any]:
         """The most accurate front trial (int8 accuracy where measured), as ``/best``."""
         from sparsearch.api.views import front_trial_json
@@ -121,6 +125,9 @@ class RemoteBackend:
             trials += page["data"]
             if not page["data"] or len(trials) >= page["count"]:
                 return trials
+
+    def trial(self, job_id: str, index: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}/trials/{index}").json()
 
     def best(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}/best").json()

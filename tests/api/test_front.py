@@ -126,6 +126,13 @@ def test_both_backends_answer_the_same_front(client, alice, storage):
             ]
             assert {t["flash_accounting"] for t in front} == {"sparse"}
             assert source.best(job_id)["index"] == 0
+            one = source.trial(job_id, 1)  # what `sparsearch prune JOB:1` reads
+            assert (one["index"], one["status"]) == (1, "completed") and "effective_spec" in one
+        dates = ("created_at", "finished_at")  # ISO 8601 both, spelled +00:00 or Z
+        same = [
+            {k: v for k, v in b.trial(job_id, 0).items() if k not in dates} for b in (local, remote)
+        ]
+        assert same[0] == same[1]
         assert [t["index"] for t in local.pareto(job_id)] == [
             t["index"] for t in remote.pareto(job_id)
         ]

@@ -157,7 +157,7 @@ def _trial_source(
 ) -> Source:
     source = backend(server, token, db, artifacts)
     job = source.get_job(job_id)
-    trial = _trial_json(source, job_id, index)
+    trial = source.trial(job_id, index)
     spec = trial.get("effective_spec")
     if not spec:
         raise PruningError(
@@ -173,14 +173,6 @@ def _trial_source(
         effective_spec=spec,
         state_dict=weights,
     )
-
-
-def _trial_json(source: Any, job_id: str, index: int) -> dict[str, Any]:
-    """One trial as the API's JSON, from either backend (``client`` has no call for it)."""
-    storage = getattr(source, "storage", None)
-    if storage is not None:
-        return storage.get_trial(job_id, index).to_json()
-    return source._request("GET", f"/v1/jobs/{job_id}/trials/{index}").json()  # type: ignore[no-any-return]
 
 
 def _job_dataset(source: Any, job: dict[str, Any]) -> str | None:
