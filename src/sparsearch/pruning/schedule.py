@@ -96,7 +96,8 @@ class Schedule:
                 self._fine_tune(method, model, context, say)
         method.finalize(model)
         assert first is not None
-        return _span(first, method, model, level)
+        # one report from the model before the first step to the model as it is now
+        return method._report(model, level, first.params_before, first.channels_before)
 
     @staticmethod
     def _fine_tune(
@@ -122,18 +123,3 @@ def _reinitialise(model: nn.Module, seed: int) -> None:
         reset = getattr(module, "reset_parameters", None)
         if callable(reset):
             reset()
-
-
-def _span(first: PruneReport, method: PruningMethod, model: nn.Module, level: float) -> PruneReport:
-    """One report from the model before the first step to the model as it is now."""
-    from sparsearch.pruning.stats import count_params, out_channels, zero_fraction
-
-    return PruneReport(
-        method=method.name,
-        level=level,
-        params_before=first.params_before,
-        params_after=count_params(model),
-        zero_fraction=zero_fraction(model),
-        channels_before=first.channels_before,
-        channels_after=out_channels(model),
-    )

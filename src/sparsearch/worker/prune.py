@@ -47,7 +47,7 @@ from sparsearch.worker import tflite
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.tflm import run_tflm
 from sparsearch.worker.train import evaluate
-from sparsearch.worker.trial import arch_of, prune_context
+from sparsearch.worker.trial import arch_of, prune_context, resize_inputs
 
 #: What a target may name, and its unit.
 TARGET_QUANTITIES: dict[str, str] = {
@@ -264,8 +264,6 @@ def prepare(
     data: Dataset, model_input_hw: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The data set's splits at the model's input resolution."""
-    from sparsearch.worker.trial import resize_inputs
-
     return tuple(resize_inputs(x, model_input_hw) for x in (data.x_train, data.x_val, data.x_test))  # type: ignore[return-value]
 
 
