@@ -91,6 +91,16 @@ class Settings(BaseSettings):
         le=65536,
         description="Largest decompressed size of an uploaded dataset's arrays, MiB",
     )
+    session_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs the dashboard's session cookies (at least 32 characters); "
+        "unset: generated once and stored in the database, so every API process and restart "
+        "agrees. Changing it signs everybody out",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long a dashboard sign-in lasts, hours"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Level of sparsearch's own log lines (serve, scheduler)"
     )

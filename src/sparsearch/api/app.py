@@ -8,13 +8,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sparsearch.api.guard import RequestGuard
 from sparsearch.api.metrics import install_metrics
 from sparsearch.api.routes import artifacts, datasets, finalize, health, jobs, trials
 from sparsearch.api.schemas import Problem
+from sparsearch.api.ui import html_error, install_ui, wants_html
+from sparsearch.api.views import field_errors
 from sparsearch.config import Settings
 from sparsearch.errors import (
     ConfigError,
@@ -67,10 +69,6 @@ def _problem(status: int, detail: str, hint: str | None = None, **extra: Any) ->
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if p != "body") or "body"
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SparsearchError)
     async def _domain(_: Request, exc: SparsearchError) -> JSONResponse:
@@ -78,19 +76,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "loc": [str(p) for p in e.get("loc", ())],
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "")),
-            }
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors)
+        found = field_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['where']}: {e['msg']}" for e in found)
+        errors = [{k: e[k] for k in ("loc", "msg", "type")} for e in found]
         return _problem(422, detail or "invalid request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_html(request):  # a browser on a page path: an HTML page, not Problem JSON
+            return await html_error(request, exc.status_code, str(exc.detail))
         response = _problem(exc.status_code, str(exc.detail), getattr(exc, "hint", None))
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
@@ -141,4 +135,5 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     install_metrics(app, storage)  # /metrics, request latency middleware
     for module in (jobs, trials, artifacts, finalize, datasets, health):
         app.include_router(module.router)
+    install_ui(app)  # the dashboard: pages under /, assets under /static
     return app

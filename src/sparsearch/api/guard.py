@@ -2,7 +2,8 @@
 request bodies before any byte of a body is read.
 
 - **Authentication first.** A request to a protected path (``/v1/...``) needs a valid bearer
-  token (``SPARSEARCH_AUTH=off``: every request is the owner ``local``). The guard looks the
+  token (``SPARSEARCH_AUTH=off``: every request is the owner ``local``); a GET or HEAD without
+  one may instead carry the dashboard's session cookie (``ui/session.py``). The guard looks the
   token up before the app runs; without a valid one the request gets a 401 and its body is
   never read, whatever its size. The owner is left in the scope (``OWNER_SCOPE_KEY``) for
   ``deps.current_owner``, so a token is looked up once per request. ``/healthz``,
@@ -28,6 +29,7 @@ from typing import Any
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sparsearch.api.schemas import Problem
@@ -45,8 +47,11 @@ REFUSAL_SCOPE_KEY = "sparsearch.refusal"
 #: Paths under this prefix need a token; the rest (``/healthz``, ``/metrics``, docs) do not.
 PROTECTED_PREFIX = "/v1/"
 #: Routes whose body is an upload (``SPARSEARCH_MAX_UPLOAD_MB``), as (method, path).
-UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
+UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets"), ("POST", "/datasets")})  # API, dashboard
 LOCAL_OWNER = "local"
+#: Methods on which ``/v1`` also accepts the dashboard's session cookie (never a write: the
+#: dashboard's state-changing forms carry CSRF tokens and go to its own routes).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
@@ -164,8 +169,12 @@ class RequestGuard:
         refusal: Refused | None = None
         if path.startswith(PROTECTED_PREFIX):
             token = bearer_token(headers)
+            session = "" if token or method not in SAFE_METHODS else _session_cookie(headers)
             try:
-                owner = await _authenticate(settings, self.state.storage, token)
+                if session:  # the dashboard's own reads (its session cookie): GET/HEAD only
+                    owner = await _cookie_owner(self.state, session)
+                else:
+                    owner = await _authenticate(settings, self.state.storage, token)
             except StorageError as e:
                 owner, refusal = None, Refused(503, e.message, e.hint)
             if refusal is None and owner is None:
@@ -209,6 +218,20 @@ class RequestGuard:
                 raise
         if over and not started:
             await _problem(413, cap.detail, cap.hint)(scope, _no_body, send)
+
+
+def _session_cookie(headers: Headers) -> str:
+    from sparsearch.api.ui.session import SESSION_COOKIE
+
+    return cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
+
+
+async def _cookie_owner(state: Any, cookie: str) -> str | None:
+    """The owner of a dashboard session cookie (None: invalid, expired or revoked)."""
+    import anyio.to_thread
+
+    session = await anyio.to_thread.run_sync(state.sessions.read, cookie)
+    return None if session is None else session.owner
 
 
 async def _authenticate(settings: Settings, storage: Any, token: str) -> str | None:

@@ -12,6 +12,24 @@ from sparsearch.space.params import SpaceConfig
 from sparsearch.vocabulary import TFLM_RUNTIME_FLASH, accounted_flash_field
 
 
+def field_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic's validation errors as the API's 422 lists them: ``loc`` (strings, without the
+    ``body`` prefix in ``where``), ``msg``, ``type``; one shape for the API and the dashboard."""
+    found = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        where = ".".join(p for p in loc if p != "body") or "body"
+        found.append(
+            {
+                "loc": loc,
+                "where": where,
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+        )
+    return found
+
+
 def space_config(
     space: SpaceIn | None, *, flash_accounting: str, pruning_methods: list[str] | None = None
 ) -> SpaceConfig:

@@ -199,8 +199,10 @@ def best(
     flash = min((v for t in front if (v := getattr(t, field)) is not None), default=None)
     ram = min((t.ram_bytes for t in front if t.ram_bytes is not None), default=None)
     kind = " (non-zero weights: sparse accounting)" if accounting == "sparse" else ""
+    asked = [f"flash <= {max_flash} B{kind}"] if max_flash is not None else []
+    asked += [f"RAM <= {max_ram} B"] if max_ram is not None else []
     raise HTTPException(
         404,
-        f"no front trial fits flash <= {max_flash} B{kind} and RAM <= {max_ram} B; the "
-        f"smallest need {flash} B flash and {ram} B RAM",
+        f"no front trial fits {' and '.join(asked)}; the smallest need {flash} B flash and "
+        f"{ram} B RAM",
     )

@@ -1,0 +1,68 @@
+"""``/login`` and ``/logout``: a server-rendered form (works without JavaScript) that exchanges an
+API token for a session cookie (``session.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from sparsearch.api.ui.render import (
+    check_csrf,
+    read_session,
+    redirect,
+    render,
+    safe_next,
+    secure_headers,
+    sessions_of,
+)
+from sparsearch.api.ui.session import clear_session_cookie, set_session_cookie
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = "/") -> Response:
+    if sessions_of(request).auth_off or await read_session(request) is not None:
+        return redirect(safe_next(next))
+    return render(request, "login.html", {"next": safe_next(next), "error": None})
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=256)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    sessions = sessions_of(request)
+    target = safe_next(next)
+    if sessions.auth_off:
+        return redirect(target)
+    await check_csrf(request, None, csrf)
+    token = token.strip()
+    info = await anyio.to_thread.run_sync(request.app.state.storage.token_login, token)
+    if info is None:
+        error = (
+            "That token is not valid: it is mistyped, revoked, or from another server. "
+            "Paste a token from `sparsearch token create --owner NAME`."
+            if token
+            else "Paste your API token (it starts with ssk_)."
+        )
+        return render(request, "login.html", {"next": target, "error": error}, status=401)
+    value, _ = await anyio.to_thread.run_sync(sessions.issue, info.id, info.owner)
+    response = redirect(target)
+    set_session_cookie(response, request, value, sessions.max_age)
+    return secure_headers(response)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+    session = await read_session(request)
+    if session is not None:  # an expired session may always sign out
+        await check_csrf(request, session, csrf)
+    response = redirect("/login")
+    clear_session_cookie(response, request)
+    return secure_headers(response)
