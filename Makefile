@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-quality clean
+.PHONY: setup demo test lint bench bench-quality screenshots browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ demo: $(STAMP)
 	$(VENV)/bin/sparsearch search --dataset digits --flash 24KiB --ram 6KiB --trials 8 \
 		--parallel 2 --epochs 6 --seed 0 --db sqlite:///runs/demo.db --artifacts runs/artifacts
 
-test: $(STAMP)
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own download needs the
+# internet); installed here when missing.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y chromium \
+		|| (apt-get update && apt-get install -y chromium)
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Re-take the dashboard screenshots in docs/screenshots (the README shows them).
+screenshots: $(STAMP) browser
+	SPARSEARCH_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/ui/test_dashboard_browser.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -70,11 +70,15 @@ def _layers(job: Any, trial: Any) -> tuple[list[LayerRow] | None, str]:
         return None, "The layer list appears once the trial is trained."
     try:
         after = ArchSpec.from_dict(effective)
-        space = JobConfig.from_dict(job.config).space
-        before, _, _ = decode(trial.params, space, after.input_shape, after.num_classes)
-        rows_before, rows_after = layer_shapes(before), layer_shapes(after)
+        rows_after = layer_shapes(after)
     except (SparsearchError, KeyError, TypeError, ValueError) as e:
         return None, f"The layer list cannot be shown for this trial ({e})."
+    try:  # the architecture as proposed, before pruning removed channels
+        space = JobConfig.from_dict(job.config).space
+        before, _, _ = decode(trial.params, space, after.input_shape, after.num_classes)
+        rows_before = layer_shapes(before)
+    except (SparsearchError, KeyError, TypeError, ValueError):
+        rows_before = rows_after
     if len(rows_before) != len(rows_after):
         rows_before = rows_after
     return [
