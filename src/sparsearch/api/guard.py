@@ -169,7 +169,10 @@ class RequestGuard:
         refusal: Refused | None = None
         if path.startswith(PROTECTED_PREFIX):
             token = bearer_token(headers)
-            session = "" if token or method not in SAFE_METHODS else _session_cookie(headers)
+            session = ""
+            if not token and method in SAFE_METHODS:
+                cookies = cookie_parser(headers.get("cookie", ""))
+                session = cookies.get(self.state.sessions.cookie_name, "")
             try:
                 if session:  # the dashboard's own reads (its session cookie): GET/HEAD only
                     owner = await _cookie_owner(self.state, session)
@@ -218,12 +221,6 @@ class RequestGuard:
                 raise
         if over and not started:
             await _problem(413, cap.detail, cap.hint)(scope, _no_body, send)
-
-
-def _session_cookie(headers: Headers) -> str:
-    from sparsearch.api.ui.session import SESSION_COOKIE
-
-    return cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
 
 
 async def _cookie_owner(state: Any, cookie: str) -> str | None:

@@ -50,6 +50,8 @@ class Sessions:
     """Issues and reads the session cookie and CSRF tokens of one app (one per process; the
     key is read from the settings or the database on first use)."""
 
+    cookie_name = SESSION_COOKIE
+
     def __init__(self, settings: Settings, storage: Any) -> None:
         self.settings = settings
         self.storage = storage

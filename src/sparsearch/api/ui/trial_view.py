@@ -8,7 +8,7 @@ from typing import Any
 
 from sparsearch.errors import SparsearchError
 from sparsearch.jobconfig import JobConfig
-from sparsearch.space import layer_shapes
+from sparsearch.space._shapes import layer_shapes  # the package names torch (lazily)
 from sparsearch.space.params import decode
 from sparsearch.space.spec import ArchSpec
 
