@@ -37,6 +37,11 @@ VIOLATIONS = {
     "cli imports SQLAlchemy": ("cli/common.py", "import sqlalchemy", "Only storage/ talks SQL"),
     "storage imports FastAPI": ("storage/jobs.py", "import fastapi", "Only api/ talks HTTP"),
     "api imports the service": ("api/app.py", "import sparsearch.service.process", "Layers"),
+    "routes render templates": (
+        "api/routes/jobs.py",
+        "import jinja2",
+        "Only the dashboard (api/ui) renders templates",
+    ),
     "a cycle between siblings": (
         "service/process.py",
         "def _f():\n    import sparsearch.service.asgi",
