@@ -124,6 +124,12 @@ def _photograph(context, url: str, name: str, folder: Path, ready: str = "main")
         page.goto(url)
         page.wait_for_selector(ready)
         page.wait_for_timeout(300)  # plots re-render on resize
+        unlabelled = page.eval_on_selector_all(
+            "input:not([type=hidden]), select, textarea",
+            "els => els.filter(e => !e.labels.length && !e.getAttribute('aria-label'))"
+            ".map(e => e.name || e.id)",
+        )
+        assert not unlabelled, f"{name}: inputs without a label: {unlabelled}"
         page.screenshot(path=str(folder / f"{name}-{kind}.png"), full_page=True)
         page.close()
 
@@ -175,7 +181,10 @@ def test_dashboard_end_to_end(served, browser, shots):
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["limits"]["flash_bytes"] == 24576 and job["limits"]["ram_bytes"] == 6144
 
-    # Progress moves without a reload until the job completes.
+    # Progress moves without a reload until the job completes; polling reads the trials only
+    # when the job's counts move, and stops once the job has settled.
+    requests: list[tuple[float, str]] = []
+    page.on("request", lambda r: requests.append((time.monotonic(), r.url)))
     page.evaluate("window.__sameDocument = true")
     seen = set()
     deadline = time.monotonic() + 480
@@ -189,6 +198,12 @@ def test_dashboard_end_to_end(served, browser, shots):
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     assert "3" in seen and len(seen) >= 2, f"progress never moved on the page: {seen}"
     page.wait_for_function("document.getElementById('job-live').textContent.startsWith('Finished')")
+    settled_at = time.monotonic()
+    page.wait_for_timeout(5000)
+    polls = [u for _, u in requests if u.endswith(f"/v1/jobs/{job_id}")]
+    reads = [u for _, u in requests if f"/v1/jobs/{job_id}/trials?" in u]
+    assert len(polls) >= 5 and len(reads) < len(polls), (len(polls), len(reads))
+    assert not [u for t, u in requests if t > settled_at + 0.5 and "/v1/" in u], "still polling"
 
     # The plotted front is the API's front, in both plots.
     front = api.get(f"/v1/jobs/{job_id}/pareto", params={"limit": 1000}).json()["data"]
@@ -207,7 +222,9 @@ def test_dashboard_end_to_end(served, browser, shots):
     )
     assert page.locator("#plot-hv .pt-line").count() >= 1
     assert page.locator("#trials-table tbody tr").count() == trials["count"]
-    _photograph(context, f"{url}/jobs/{job_id}", "job", shots, ready="#plot-flash svg")
+    _photograph(
+        context, f"{url}/jobs/{job_id}?flash=24KiB&ram=6KiB", "job", shots, ready="#plot-flash svg"
+    )
 
     # Pick for my chip: the API's /best within those limits, highlighted, downloadable.
     smallest = min(front, key=lambda t: (t["accounted_flash_bytes"], t["ram_bytes"]))

@@ -57,7 +57,7 @@
     xLimitLabel: page.ram_margin ? "RAM limit − margin" : "RAM limit", points: [],
   });
   const hvPlot = SparsePlot.line(document.getElementById("plot-hv"), {
-    xLabel: "trained trials", yLabel: "hypervolume", xFormat: String, yFormat: (v) => v.toFixed(2),
+    xLabel: "trained trials", yLabel: "hypervolume", xFormat: String, xInteger: true, yFormat: (v) => v.toFixed(2),
     yMin: 0, points: [],
   });
 

@@ -124,7 +124,7 @@
     const span = x.hi - x.lo, unit = unitFor(x.fmt, span);
     let plotW = W - left - 16, nx = clamp(Math.round(plotW / 60), 2, 6), xt, xl;
     for (;;) { // fewer x ticks until their labels do not touch
-      xt = ticks(x.lo, x.hi, niceStep(span, nx, unit));
+      xt = ticks(x.lo, x.hi, x.integer ? Math.max(1, niceStep(span, nx, unit)) : niceStep(span, nx, unit));
       xl = xt.map(tickFormat(x.fmt));
       const gap = xt.length > 1 ? ((xt[1] - xt[0]) / span) * plotW : plotW;
       if (nx <= 2 || Math.max(...xl.map((s) => textW(s))) + 12 < gap) break;
@@ -366,8 +366,13 @@
         el("line", { x1: ax.left, x2: ax.left + ax.plotW, y1: y, y2: y, ...DASH }, svg);
         text(svg, ax.left + ax.plotW - 4, y - 5, o.yLimitLabel, { "text-anchor": "end", style: `fill:${LIMIT}` });
       }
-      // Pareto staircase: from each front point, across to the next one's x, then up to it
-      const front = pts.filter((d) => d.kind === "front" && num(d.p.y)).map((d) => d.p).sort((a, b) => a.x - b.x);
+      // The trade-off of this projection: the front points no other front point beats on both
+      // axes (a 3-objective front has points that win only on the third), as a staircase from
+      // each across to the next one's x, then up to it.
+      let best = -Infinity;
+      const front = pts.filter((d) => d.kind === "front" && num(d.p.y)).map((d) => d.p)
+        .sort((a, b) => a.x - b.x || b.y - a.y)
+        .filter((p) => (p.y > best ? ((best = p.y), true) : false));
       if (front.length > 1) {
         const d = front.map((p, i) => (i ? `H${ax.sx(p.x)}V${ax.sy(p.y)}` : `M${ax.sx(p.x)},${ax.sy(p.y)}`));
         el("path", { class: "sp-front-line", d: d.join(""), fill: "none", stroke: LINE, "stroke-width": 1.5,
@@ -406,7 +411,7 @@
       let xLo = Math.min(...xs), xHi = Math.max(...xs);
       if (xHi === xLo) { xLo -= 1; xHi += 1; }
       const [yLo, yHi] = valueDomain(pts.map((p) => p.y), o.yMin, o.yMax);
-      const ax = axes(svg, W, H, 16, { lo: xLo, hi: xHi, fmt: o.xFormat, label: o.xLabel },
+      const ax = axes(svg, W, H, 16, { lo: xLo, hi: xHi, fmt: o.xFormat, label: o.xLabel, integer: o.xInteger },
         { lo: yLo, hi: yHi, fmt: o.yFormat, label: o.yLabel }, false);
       const d = pts.map((p, i) => `${i ? "L" : "M"}${ax.sx(p.x)},${ax.sy(p.y)}`).join("");
       el("path", { class: "sp-line", d, fill: "none", stroke: LINE, "stroke-width": 2 }, svg);
