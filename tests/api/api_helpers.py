@@ -82,5 +82,5 @@ def seed_job(storage, owner: str) -> str:
     storage.set_pareto(job.id, [i for i, r in enumerate(rows) if r[3]])
     storage.set_job_status(job.id, "running")
     storage.set_job_status(job.id, "completed")
-    storage.update_job_summary(job.id, hypervolume=0.5, best_accuracy=0.95)
+    storage.update_job_summary(job.id, hypervolume=0.5, best_accuracy=0.95, trained=3)
     return job.id

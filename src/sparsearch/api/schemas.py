@@ -155,6 +155,16 @@ class Page(BaseModel, Generic[T]):
     count: int = Field(description="Total number of matching items (not just this page)")
 
 
+class HypervolumePoint(BaseModel):
+    """The job's front after one refresh (``GET /v1/jobs/{id}/hypervolume``)."""
+
+    trained: int = Field(description="Trials counted against the budget at that refresh")
+    hypervolume: float = Field(description="Normalized hypervolume of the front, in [0, 1]")
+    best_accuracy: float | None = Field(
+        description="Best objective accuracy on the front (int8 where measured); null: none"
+    )
+
+
 def _trial_public() -> type[BaseModel]:
     """``TrialPublic``: the fields of storage's ``TrialInfo`` (the one list of a trial's JSON
     fields), their types and, where a field documents itself, its description."""

@@ -76,7 +76,8 @@ def refresh_front(
 ) -> tuple[float, float | None]:
     """Recompute a stored job's front from its feasible completed trials (objective accuracy:
     int8 where measured; flash as the job accounts it; RAM), flag it, and store the job's
-    hypervolume and best accuracy (and ``screened`` when given); returns (hv, best)."""
+    hypervolume and best accuracy (and ``screened`` when given), traced at its trained count
+    (charged completed + failed, as the API's ``progress.trained``); returns (hv, best)."""
     from sparsearch.vocabulary import accounted_flash
 
     trials = storage.list_trials(job_id, status="completed")
@@ -98,5 +99,9 @@ def refresh_front(
         ram_limit=cfg.limits.model_ram_bytes,
     )
     best = max((p.accuracy for p in points), default=None)
-    storage.update_job_summary(job_id, hypervolume=hv, best_accuracy=best, screened=screened)
+    counts = storage.trial_counts([job_id]).get(job_id, {})
+    trained = counts.get("completed", 0) + counts.get("failed", 0)
+    storage.update_job_summary(
+        job_id, hypervolume=hv, best_accuracy=best, screened=screened, trained=trained
+    )
     return hv, best

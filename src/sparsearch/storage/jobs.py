@@ -23,7 +23,7 @@ from ..vocabulary import (
 )
 from . import _convert as cv
 from ._base import StorageBase
-from ._session import job_row
+from ._session import job_missing, job_row
 from .models import Job, JobClaim, Trial, utcnow
 from .queries import job_order
 from .records import ConflictError, JobInfo, check_job_status
@@ -147,21 +147,52 @@ class JobsMixin(StorageBase):
         hypervolume: float | None,
         best_accuracy: float | None,
         screened: int | None = None,
+        trained: int | None = None,
     ) -> JobInfo:
         """Set the job's front summary; ``screened`` (candidates the screen rejected by
-        estimate, a running total) is kept when None."""
+        estimate, a running total) is kept when None.
+
+        With ``trained`` (the job's trials counted against its budget) and a hypervolume,
+        ``[trained, hypervolume, best_accuracy]`` also goes on the job's hypervolume trace:
+        appended, or replacing the entries at that count or above (a resumed job refreshes
+        again at the same count; a re-measured front replaces its numbers). The trace so holds
+        at most one entry per trained count, at most the job's budget + ``TRACE_SLACK``."""
         count = cv.int_or_none("screened", screened)
         if count is not None and count < 0:
             raise ValueError(f"screened must be >= 0, not {count}")
+        at = cv.int_or_none("trained", trained)
+        if at is not None and at < 0:
+            raise ValueError(f"trained must be >= 0, not {at}")
+        hv = cv.float_or_none("hypervolume", hypervolume)
+        best = cv.float_or_none("best_accuracy", best_accuracy)
         with self._tx("updating a job summary") as s:
             row = job_row(s, job_id)
-            row.hypervolume = cv.float_or_none("hypervolume", hypervolume)
-            row.best_accuracy = cv.float_or_none("best_accuracy", best_accuracy)
+            row.hypervolume = hv
+            row.best_accuracy = best
             if count is not None:
                 row.screened = count
+            if at is not None and hv is not None:
+                row.hypervolume_trace = _traced(row.hypervolume_trace, [at, hv, best], row.config)
             row.updated_at = utcnow()
             s.flush()
             return cv.job_info(row)
+
+    def hypervolume_trace(
+        self, job_id: str, *, owner: str | None = None
+    ) -> list[tuple[int, float, float | None]]:
+        """The job's ``(trained, hypervolume, best_accuracy)`` after each refresh of its front,
+        by trained count (``[]`` before the first); ``owner`` as in ``get_job``. One
+        primary-key read."""
+        with self._read("reading a hypervolume trace") as conn:
+            found = conn.execute(
+                select(Job.owner, Job.hypervolume_trace).where(Job.id == job_id)
+            ).first()
+        if found is None or (owner is not None and found.owner != owner):
+            raise job_missing(job_id)
+        return [
+            (int(at), float(hv), None if best is None else float(best))
+            for at, hv, best in found.hypervolume_trace or []
+        ]
 
     def request_cancel(self, job_id: str, *, owner: str | None = None) -> JobInfo:
         """Cancel a job: queued/interrupted → ``cancelled`` now; running → ``cancel_requested``
@@ -232,6 +263,22 @@ class JobsMixin(StorageBase):
                 if key == "completed" and not feasible:  # over a limit as measured
                     of_job["over_limit"] = of_job.get("over_limit", 0) + int(n)
         return counts
+
+
+#: Entries a hypervolume trace may hold beyond its job's budget (trained counts run from 0 to
+#: the budget; a job whose config has no budget is bounded as if its budget were 1000).
+TRACE_SLACK = 8
+_UNBUDGETED_TRACE = 1000
+
+
+def _traced(trace: list[list[Any]] | None, entry: list[Any], config: dict[str, Any]) -> list[Any]:
+    """``trace`` with ``entry`` in place of its entries at ``entry``'s trained count or above,
+    trimmed to the oldest entries that fit the bound (a new list: the JSON column only saves
+    on assignment)."""
+    kept = [e for e in trace or [] if e[0] < entry[0]]
+    budget = (config.get("budget") or {}).get("trials")
+    cap = budget if isinstance(budget, int) and budget >= 0 else _UNBUDGETED_TRACE
+    return [*kept[: cap + TRACE_SLACK - 1], entry]
 
 
 class QuotaError(ConflictError):

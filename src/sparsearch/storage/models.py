@@ -95,6 +95,9 @@ class Job(Base):
     # Absolute folder of the job's artifact files, recorded when it was created: `pull`,
     # `pareto` and the API find them with the database alone (NULL: the storage's own folder).
     artifact_dir: Mapped[str | None] = mapped_column(String(1024))
+    # [trained, hypervolume, best_accuracy] after each refresh of the front, by trained count
+    # (``JobsMixin.update_job_summary``); NULL for a job never refreshed (or stored before).
+    hypervolume_trace: Mapped[list[list[Any]] | None] = mapped_column(JSON)
 
 
 class Trial(Base):
@@ -248,4 +251,15 @@ class Dataset(Base):
     input_shape: Mapped[list[int]] = mapped_column(JSON)  # [C, H, W]
     n_train: Mapped[int] = mapped_column(Integer)
     n_test: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppSecret(Base):
+    """A value the server generates once and every process shares (the dashboard's
+    cookie-signing key): ``AppSecretsMixin.secret``."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

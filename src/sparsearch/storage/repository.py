@@ -2,7 +2,8 @@
 
 ``Storage`` is the one entry point; its methods live in parts: jobs (``jobs.py``), scheduler
 heartbeats and claims (``schedulers.py``), API tokens (``tokens.py``), monitoring aggregates
-(``stats.py``), uploaded datasets (``datasets.py``), and trials and artifacts here.
+(``stats.py``), uploaded datasets (``datasets.py``), server secrets (``app_secrets.py``), and
+trials and artifacts here.
 
 Errors: ``NotFoundError`` for a missing job/trial/artifact/token/scheduler (and for another
 owner's job when ``owner=`` is given), ``ConflictError`` (a ``StorageError``) for a duplicate
@@ -24,6 +25,7 @@ from ..errors import NotFoundError
 from ..vocabulary import FINISHED_TRIAL_STATUSES, flash_accounting_of
 from . import _convert as cv
 from ._session import JOBS_HINT, job_missing, job_owned, job_row, trial_row
+from .app_secrets import AppSecretsMixin
 from .artifacts import check_kind, missing_artifact
 from .datasets import DatasetsMixin
 from .engine import build_engine, check_connection
@@ -60,9 +62,10 @@ def open_storage(url: str, artifact_dir: Path | str, *, migrate: bool = True) ->
         raise
 
 
-class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin):
-    """Jobs, trials, artifacts, tokens, scheduler heartbeats and uploaded datasets in one SQL
-    database plus an artifact directory. Construct with :func:`open_storage`."""
+class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin, AppSecretsMixin):
+    """Jobs, trials, artifacts, tokens, scheduler heartbeats, uploaded datasets and server
+    secrets in one SQL database plus an artifact directory. Construct with
+    :func:`open_storage`."""
 
     # -- trials -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ plaintext.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import operator
 import secrets
@@ -28,6 +29,11 @@ DISPLAY_CHARS = 12
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Longer than any token we issue; anything longer is refused before hashing.
 _MAX_TOKEN_CHARS = 256
+# Token ids are 32-bit integers on PostgreSQL: a larger one names no token (and would be
+# a driver error).
+_MAX_TOKEN_ID = 2**31 - 1
+#: The columns of a ``TokenInfo`` (never the hash).
+_RECORD_COLUMNS = tuple(getattr(Token, f.name) for f in dataclasses.fields(TokenInfo))
 
 
 def hash_token(plaintext: str) -> str:
@@ -88,6 +94,14 @@ class TokensMixin(StorageBase):
     def authenticate(self, plaintext: str) -> str | None:
         """The owner of a valid, unrevoked token; None for anything else (never raises for bad
         input; a database failure is still a StorageError)."""
+        info = self.token_login(plaintext)
+        return None if info is None else info.owner
+
+    def token_login(self, plaintext: str) -> TokenInfo | None:
+        """The record of a valid, unrevoked token (``last_used_at`` brought up to date, at
+        most every ``LAST_USED_RESOLUTION``); None for anything else, as in ``authenticate``
+        (whose check this is). The dashboard keeps the id in its session and asks
+        ``token_owner`` on each request."""
         if (
             not isinstance(plaintext, str)
             or not plaintext.startswith(TOKEN_PREFIX)
@@ -98,22 +112,40 @@ class TokensMixin(StorageBase):
         digest = hash_token(plaintext)
         with self._read("checking a token") as s:
             row = s.execute(
-                select(Token.id, Token.owner, Token.last_used_at).where(
+                select(*_RECORD_COLUMNS).where(
                     Token.token_hash == digest, Token.revoked_at.is_(None)
                 )
             ).first()
             if row is None:
                 return None
+            info = TokenInfo(**row._asdict())
             now = utcnow()
             cutoff = now - LAST_USED_RESOLUTION
-            if row.last_used_at is None or row.last_used_at < cutoff:
+            if info.last_used_at is None or info.last_used_at < cutoff:
                 s.execute(
                     update(Token)
                     .where(
-                        Token.id == row.id,
+                        Token.id == info.id,
                         or_(Token.last_used_at.is_(None), Token.last_used_at < cutoff),
                     )
                     .values(last_used_at=now)
                     .execution_options(synchronize_session=False)
                 )
-            return str(row.owner)
+                info = dataclasses.replace(info, last_used_at=now)
+            return info
+
+    def token_owner(self, token_id: int) -> str | None:
+        """The owner of token ``token_id`` while it exists and is not revoked, else None (also
+        for an id that is no integer or out of range): one primary-key read, so that a
+        revoked token's dashboard sessions end at their next request."""
+        if isinstance(token_id, bool):
+            return None
+        try:
+            key = operator.index(token_id)
+        except TypeError:
+            return None
+        if not 1 <= key <= _MAX_TOKEN_ID:
+            return None
+        with self._read("checking a token") as s:
+            owner = s.scalar(select(Token.owner).where(Token.id == key, Token.revoked_at.is_(None)))
+            return None if owner is None else str(owner)

@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, inspect, cancel and delete search jobs."""
+"""/v1/jobs: submit, list, inspect, cancel and delete search jobs, and follow their hypervolume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
-from sparsearch.api.schemas import JobCreate, JobPublic, Page, Problem
+from sparsearch.api.schemas import HypervolumePoint, JobCreate, JobPublic, Page, Problem
 from sparsearch.api.views import job_config, job_public, jobs_public
 from sparsearch.storage.queries import JOB_SORT_KEYS
 from sparsearch.storage.records import is_dataset_id
@@ -88,6 +88,24 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: JobId, storage: StorageDep, owner: OwnerDep) -> JobPublic:
     return jobs_public(storage, [storage.get_job(job_id, owner=owner)])[0]
+
+
+@router.get("/{job_id}/hypervolume", response_model=Page[HypervolumePoint])
+def hypervolume_trace(
+    job_id: JobId, storage: StorageDep, owner: OwnerDep
+) -> Page[HypervolumePoint]:
+    """The job's hypervolume as its search went: one point each time its front was
+    refreshed, at the number of trials then counted against the budget (`trained`: charged
+    completed + failed, as in `progress`), in increasing `trained`. A refresh at a count
+    already traced (a resumed job, a re-measured front) replaces that point, so there is at
+    most one per count. `hypervolume` is the normalized hypervolume of the front then, and
+    `best_accuracy` its best objective accuracy (int8 where measured). Empty before the
+    first refresh; all points at once (at most the budget + a few, never paged)."""
+    points = [
+        HypervolumePoint(trained=at, hypervolume=hv, best_accuracy=best)
+        for at, hv, best in storage.hypervolume_trace(job_id, owner=owner)
+    ]
+    return Page[HypervolumePoint](data=points, count=len(points))
 
 
 @router.post(
