@@ -7,6 +7,7 @@ read (``32 KiB``, ``6144``, ``1.5MB``) says so in ``units.parse_size``'s words.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -51,10 +52,13 @@ DEFAULTS = {
 }
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
 def _number(text: str) -> int | str:
     """A form's integer, or the text itself so the API's validation names the problem."""
     text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else text
+    return int(text) if _INTEGER.fullmatch(text) else text
 
 
 def job_body(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -66,6 +70,9 @@ def job_body(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         text = str(form.get(name, "")).strip()
         if name == "ram_margin" and text in ("", "0"):
             continue  # the API's default margin is 0
+        if isinstance(number := _number(text), int):  # bytes: the API checks the range
+            limits[key] = number
+            continue
         try:
             limits[key] = parse_size(text, what=name.replace("_", " "))
         except SparsearchError as e:

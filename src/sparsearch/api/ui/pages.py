@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from sparsearch.api.routes import trials as trial_routes
 from sparsearch.api.routes.artifacts import list_artifacts
+from sparsearch.api.schemas import MAX_BYTES
 from sparsearch.api.ui.render import (
     PageError,
     check_csrf,
@@ -44,11 +45,16 @@ def _storage(request: Request) -> Any:
 
 @router.get("/")
 async def jobs_page(
-    request: Request, session: SessionDep, status: str = "", page: int = 1
+    request: Request,
+    session: SessionDep,
+    status: str = "",
+    page_text: Annotated[str, Query(alias="page")] = "1",
 ) -> Response:
     if status and status not in JOB_STATUSES:
         status = ""
-    page = max(1, min(page, 10**6))
+    # like an unknown status, a page number that is none is ignored (not a JSON 422)
+    digits = page_text.isascii() and page_text.isdigit() and len(page_text) <= 7
+    page = max(1, min(int(page_text), 10**6)) if digits else 1
     storage = _storage(request)
 
     def read() -> tuple[list[Any], int]:
@@ -92,6 +98,9 @@ def _pick(storage: Any, job_id: str, owner: str, flash: str, ram: str) -> dict[s
         max_ram = parse_size(ram, what="RAM") if ram else None
     except SparsearchError as e:
         return {"error": f"{e.message}: {e.hint}" if e.hint else e.message}
+    for what, text, value in (("flash", flash, max_flash), ("RAM", ram, max_ram)):
+        if value is not None and value > MAX_BYTES:  # /best's own bound (a database error past it)
+            return {"error": f"{what} {text!r} is over the largest size accepted, {MAX_BYTES} B"}
     try:
         best = trial_routes.best(job_id, storage, owner, max_flash=max_flash, max_ram=max_ram)
     except HTTPException as e:
