@@ -63,11 +63,18 @@
   }
 
   // ---- formatting --------------------------------------------------------------------------
+  // Python's format rounds an exact tie to even (4.25 -> "4.2"), toFixed away from zero: the
+  // same size must read the same in the server's and the script's tables.
+  function fixed(v, digits) {
+    const scaled = v * 10 ** digits, low = Math.floor(scaled);
+    const even = scaled - low === 0.5 && low % 2 === 0;
+    return (even ? low / 10 ** digits : v).toFixed(digits);
+  }
   function formatBytes(n) {
     if (!num(n)) return "-";
     if (Math.abs(n) < 1024) return `${Math.round(n)} B`;
-    if (Math.abs(n) < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-    return `${(n / 1024 ** 2).toFixed(2)} MiB`;
+    if (Math.abs(n) < 1024 ** 2) return `${fixed(n / 1024, 1)} KiB`;
+    return `${fixed(n / 1024 ** 2, 2)} MiB`;
   }
   const formatPercent = (v) => (num(v) ? `${(v * 100).toFixed(1)} %` : "-");
 
