@@ -30,7 +30,8 @@ test: $(STAMP) browser
 
 # Re-take the dashboard screenshots in docs/screenshots (the README shows them).
 screenshots: $(STAMP) browser
-	SPARSEARCH_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/ui/test_dashboard_browser.py
+	SPARSEARCH_SCREENSHOTS=docs/screenshots SPARSEARCH_SCREENSHOT_JOB=10,4,2 \
+		$(PY) -m pytest -q tests/ui/test_dashboard_browser.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

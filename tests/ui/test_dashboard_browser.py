@@ -6,7 +6,8 @@ progress move without reloading until it completes, read the plotted points and 
 `GET /v1/jobs/{id}/pareto`, pick for a chip and download the chosen model (its sha256 against
 the API's), open the trial, sign out, and find another owner's job a 404 page. Each page is
 photographed at 1280 and 390 px wide (``SPARSEARCH_SCREENSHOTS=DIR`` keeps them, as
-``make screenshots`` does for ``docs/screenshots``).
+``make screenshots`` does for ``docs/screenshots``, with a larger job:
+``SPARSEARCH_SCREENSHOT_JOB=trials,epochs,parallel``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.slow
 
 SPARSEARCH = str(Path(sys.executable).with_name("sparsearch"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: The job the story submits: trials, epochs, trials at a time (small: it runs in CI).
+JOB = tuple(int(v) for v in os.environ.get("SPARSEARCH_SCREENSHOT_JOB", "3,2,1").split(","))
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
@@ -169,9 +172,10 @@ def test_dashboard_end_to_end(served, browser, shots):
     page.select_option("#f-dataset", "digits")
     page.fill("#f-flash", "24KiB")
     page.fill("#f-ram", "6KiB")
-    page.fill("#f-trials", "3")
-    page.fill("#f-epochs", "2")
-    page.fill("#f-parallel", "1")
+    trials, epochs, parallel = JOB
+    page.fill("#f-trials", str(trials))
+    page.fill("#f-epochs", str(epochs))
+    page.fill("#f-parallel", str(parallel))
     page.check("input[name=pruning_methods][value=none]")
     page.check("input[name=pruning_methods][value=filter_norm]")
     _photograph(context, f"{url}/new", "new", shots)
@@ -187,7 +191,7 @@ def test_dashboard_end_to_end(served, browser, shots):
     page.on("request", lambda r: requests.append((time.monotonic(), r.url)))
     page.evaluate("window.__sameDocument = true")
     seen = set()
-    deadline = time.monotonic() + 480
+    deadline = time.monotonic() + 480 * max(1, trials * epochs // 6)
     while time.monotonic() < deadline:
         status = page.inner_text("#job-status")
         seen.add(page.inner_text('#job-progress [data-role="trained"]'))
@@ -196,7 +200,7 @@ def test_dashboard_end_to_end(served, browser, shots):
         page.wait_for_timeout(1000)
     assert status == "completed", api.get(f"/v1/jobs/{job_id}").json()
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
-    assert "3" in seen and len(seen) >= 2, f"progress never moved on the page: {seen}"
+    assert str(trials) in seen and len(seen) >= 2, f"progress never moved on the page: {seen}"
     page.wait_for_function("document.getElementById('job-live').textContent.startsWith('Finished')")
     settled_at = time.monotonic()
     page.wait_for_timeout(5000)
