@@ -187,6 +187,11 @@ def test_an_upload_leads_back_to_the_form_with_the_dataset_or_says_why_not(
     job = alice.get(f"/v1{location(r)}", headers=api_alice).json()
     assert job["dataset"] == dataset_id
 
+    # no file at all: the form says so (not a JSON 422)
+    r = alice.post("/datasets", data={"csrf": form_csrf(alice, "/new")}, files={"x": ("", b"")})
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"]
+    assert "choose an .npz file" in page(r).by_id("form-problem").text()
+
     # a file that is no dataset: the API's status and message
     bad = _npz(y_test=True)
     files = {"file": ("mine.npz", bad, "application/octet-stream")}

@@ -189,13 +189,16 @@ def _form_field(where: str) -> str:
 async def upload(
     request: Request,
     session: SessionDep,
-    file: Annotated[UploadFile, File()],
+    file: Annotated[UploadFile | None, File()] = None,
     csrf: Annotated[str, Form(max_length=128)] = "",
     name: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     await check_csrf(request, session, csrf)
     storage, settings = request.app.state.storage, request.app.state.settings
     values: dict[str, Any] = {**DEFAULTS, "pruning_methods": []}
+    if file is None or not file.filename:
+        problem = "choose an .npz file to upload (x_train, y_train, x_test, y_test)"
+        return await _form_page(request, session, values, None, problem, status=422)
     try:
         info = await anyio.to_thread.run_sync(
             lambda: upload_dataset(
