@@ -239,6 +239,25 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
             )
             return int(result.rowcount)
 
+    def uncharge_trials(self, job_id: str, indices: Iterable[int], *, error: str) -> int:
+        """Make the job's failed trials ``indices`` count against no budget, with ``error`` as
+        their reason; returns how many changed (trials in another status are left alone).
+
+        For a finalize job resumed after a crash: the retrainings the crash lost are recorded
+        but run again, under new indices (``search.finalize``)."""
+        wanted = {cv.check_index(i) for i in indices}
+        if not wanted:
+            return 0
+        with self._tx("uncharging trials") as s:
+            job_row(s, job_id)
+            result = s.execute(
+                update(Trial)
+                .where(Trial.job_id == job_id, Trial.index.in_(wanted), Trial.status == "failed")
+                .values(charged=False, error=error)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)
+
     def get_trial(self, job_id: str, index: int) -> TrialInfo:
         with self._tx("reading a trial") as s:
             return cv.trial_info(trial_row(s, job_id, index))
