@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from sparsearch.errors import ConfigError
 
+#: Sizes are stored as signed 64-bit integers.
+MAX_SIZE = 2**63 - 1
 _UNITS = {
     "": 1,
     "b": 1,
@@ -19,7 +22,9 @@ _UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+# ASCII only: a str pattern's \d also matches other scripts' digits (２, ٢), which no one means.
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
+_SIZE_HINT = "write a byte count like 6144, 24KiB (x1024) or 32KB (x1000)"
 
 
 def parse_size(text: str | int, *, what: str = "size") -> int:
@@ -31,16 +36,28 @@ def parse_size(text: str | int, *, what: str = "size") -> int:
     if isinstance(text, int):
         value = text
     else:
+        if not str(text).isascii():
+            raise ConfigError(
+                f"cannot parse {what} {text!r}: only ASCII digits, '.' and units are accepted",
+                _SIZE_HINT,
+            )
         match = _SIZE.match(str(text))
         unit = match.group(2).lower() if match else None
         if not match or unit not in _UNITS:
+            raise ConfigError(f"cannot parse {what} {text!r}", _SIZE_HINT)
+        # Decimal, not float: exact for 19-digit counts, never inf for 400 digits.
+        number = Decimal(match.group(1)) * _UNITS[unit]
+        if number > MAX_SIZE:
             raise ConfigError(
-                f"cannot parse {what} {text!r}",
-                "write a byte count like 6144, 24KiB (x1024) or 32KB (x1000)",
+                f"{what} is too large: at most {MAX_SIZE:,} bytes can be stored", _SIZE_HINT
             )
-        value = int(float(match.group(1)) * _UNITS[unit])
+        value = int(number)
     if value <= 0:
         raise ConfigError(f"{what} must be positive, got {text!r}", "give a limit above zero")
+    if value > MAX_SIZE:
+        raise ConfigError(
+            f"{what} is too large: at most {MAX_SIZE:,} bytes can be stored", _SIZE_HINT
+        )
     return value
 
 

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,10 @@ from sparsearch.cli.common import (
 )
 from sparsearch.cli.prune_model import load_data, read_source, write_result
 from sparsearch.errors import ConfigError, PruningError, SparsearchError
-from sparsearch.units import format_size, parse_size
+from sparsearch.units import MAX_SIZE, format_size, parse_size
 from sparsearch.vocabulary import PRUNING_METHODS, PRUNING_SCHEDULES
 
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
+_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*$", re.ASCII)
 _COUNT_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
 #: CLI flag of each knob name (every method's knobs; ``seed`` is complexity's layer-draw seed,
 #: which ``--seed`` also sets, see ``prune``).
@@ -265,13 +266,18 @@ def pruning_spec(
 
 
 def parse_count(text: str, *, what: str) -> int:
-    """A positive count such as 200000, 200k or 1.5M (powers of 1000); ConfigError if not."""
+    """A positive count such as 200000, 200k or 1.5M (powers of 1000, ASCII digits only, at
+    most ``MAX_SIZE``); ConfigError if not."""
+    hint = "write a count like 200000, 200k or 1.5M"
+    if not text.isascii():
+        raise ConfigError(f"cannot parse {what} {text!r}: only ASCII digits are accepted", hint)
     match = _COUNT.match(text)
     if not match:
-        raise ConfigError(
-            f"cannot parse {what} {text!r}", "write a count like 200000, 200k or 1.5M"
-        )
-    value = int(float(match.group(1)) * _COUNT_UNITS[match.group(2).lower()])
+        raise ConfigError(f"cannot parse {what} {text!r}", hint)
+    number = Decimal(match.group(1)) * _COUNT_UNITS[match.group(2).lower()]
+    if number > MAX_SIZE:
+        raise ConfigError(f"{what} is too large: at most {MAX_SIZE:,}", hint)
+    value = int(number)
     if value <= 0:
         raise ConfigError(f"{what} must be positive, got {text!r}", "give a target above zero")
     return value
