@@ -6,9 +6,10 @@ Progress always goes to stderr so that stdout can carry exactly one JSON documen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.cells import cell_len
@@ -23,9 +24,19 @@ from sparsearch.vocabulary import accounted_flash_field
 
 
 class SearchProgress:
-    """A Rich progress bar over trained trials with the counters of DESIGN.md's contract."""
+    """Progress over trained trials with the counters of DESIGN.md's contract.
+
+    On a terminal, a Rich progress bar. Elsewhere (stderr redirected to a log file) plain whole
+    lines: one each time a count other than ``screened`` moves, and the last state at the end,
+    never cut at the console's width (a bar there would be drawn once, cut at 80 columns)."""
 
     def __init__(self, console: Console, budget: int) -> None:
+        self._console, self._budget = console, budget
+        self._live = console.is_terminal
+        self._start = time.monotonic()
+        self._line = self._stats = ""  # the last state, as a log line and its counters
+        self._printed = ""  # the counters of the last line printed
+        self._counts: tuple[int, ...] | None = None  # the counts that line showed
         self._bar = Progress(
             TextColumn("[bold]search"),
             BarColumn(),
@@ -38,11 +49,15 @@ class SearchProgress:
         self._task = self._bar.add_task("search", total=budget, stats="starting Ray ...")
 
     def __enter__(self) -> SearchProgress:
-        self._bar.__enter__()
+        if self._live:
+            self._bar.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
+        if self._live:
+            self._bar.__exit__(*exc)
+        elif self._stats != self._printed:  # e.g. screened moved since
+            self._print()
 
     def update(self, p: Any) -> None:
         best = f"{p.best_accuracy:.3f}" if p.best_accuracy is not None else "-"
@@ -51,7 +66,19 @@ class SearchProgress:
             f"infeasible {p.infeasible} · screened {getattr(p, 'screened', 0)} · best {best} · "
             f"HV {p.hypervolume:.3f}"
         )
-        self._bar.update(self._task, completed=p.trained, stats=stats)
+        if self._live:
+            self._bar.update(self._task, completed=p.trained, stats=stats)
+            return
+        elapsed = timedelta(seconds=int(time.monotonic() - self._start))
+        self._stats, self._line = stats, f"search {p.trained}/{self._budget} · {stats} · {elapsed}"
+        counts = (p.trained, p.running, p.failed, p.infeasible)
+        if counts != self._counts:  # not on every poll, nor for screened alone
+            self._counts = counts
+            self._print()
+
+    def _print(self) -> None:
+        self._printed = self._stats
+        self._console.print(escape(self._line), highlight=False, soft_wrap=True)
 
 
 def _pct(v: float | None) -> str:
