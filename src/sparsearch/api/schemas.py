@@ -1,7 +1,8 @@
 """Request and response models of the REST API (one per use: create, public, page).
 
 Every number has an upper bound, unknown fields are rejected, strings refuse NUL; limits must be
-integers (``StrictInt``: ``1.5`` or ``"1024"`` is a 422, not silently rounded or parsed).
+integers (``StrictInt``: ``1.5`` or ``"1024"`` is a 422, not silently rounded or parsed). The
+integers that routes take in paths and queries are defined here too, beside those of bodies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, create_model
 
 from sparsearch.datasets import BUILTIN_DATASETS
 from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
@@ -25,7 +26,25 @@ FlashAccounting = Literal[FLASH_ACCOUNTINGS]  # type: ignore[valid-type]
 BuiltinDataset = Literal[BUILTIN_DATASETS]  # type: ignore[valid-type]
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 
-Bytes = Annotated[StrictInt, Field(ge=1, le=MAX_BYTES)]
+# -- integers -----------------------------------------------------------------------------------
+# Every integer a request carries (body, path or query) is bounded at the edge by at most what
+# its column holds, so none reaches the database to fail there: past a signed 64 bits SQLite
+# raises OverflowError (a 500), and past 32 bits PostgreSQL refuses an INTEGER column (a 503).
+# Path and query values arrive as text, so these types parse; body fields add ``Strict()``.
+
+#: Trial indices: ``trials.index`` is an INTEGER column (signed 32-bit on PostgreSQL).
+TRIAL_INDEX_MAX = 2**31 - 1
+PAGE_LIMIT_MAX = 1000
+#: Far past any listing, well inside the 64-bit OFFSET both databases take.
+PAGE_OFFSET_MAX = 10**9
+
+TrialIndex = Annotated[
+    int, Field(ge=0, le=TRIAL_INDEX_MAX, description="A trial's index in its job")
+]
+PageLimit = Annotated[int, Field(ge=1, le=PAGE_LIMIT_MAX, description="Page size")]
+PageOffset = Annotated[int, Field(ge=0, le=PAGE_OFFSET_MAX, description="Items to skip")]
+ByteCount = Annotated[int, Field(ge=1, le=MAX_BYTES)]
+Bytes = Annotated[ByteCount, Strict()]
 
 
 class _Strict(BaseModel):

@@ -13,11 +13,11 @@ from dataclasses import asdict
 from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.guard import MIB, BodyTooLarge, upload_cap, upload_too_large
-from sparsearch.api.schemas import DatasetPublic, Page, Problem
+from sparsearch.api.schemas import DatasetPublic, Page, PageLimit, PageOffset, Problem
 from sparsearch.storage.records import DATASET_ID_PATTERN
 
 _NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no NUL, no control characters
@@ -26,8 +26,6 @@ _NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no NUL, no control characte
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 DatasetIdPath = Annotated[str, Path(pattern=DATASET_ID_PATTERN, max_length=15)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
 def _public(info: Any) -> DatasetPublic:
@@ -87,7 +85,7 @@ def upload_dataset(
 
 @router.get("", response_model=Page[DatasetPublic])
 def list_datasets(
-    storage: StorageDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
+    storage: StorageDep, owner: OwnerDep, limit: PageLimit = 50, offset: PageOffset = 0
 ) -> Page[DatasetPublic]:
     items = storage.list_datasets(owner=owner, limit=limit, offset=offset)
     return Page[DatasetPublic](

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import Field, Strict, StrictBool, StrictInt
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.routes.jobs import JobId, store_job
-from sparsearch.api.schemas import JobPublic, Problem, _Strict
+from sparsearch.api.schemas import JobPublic, Problem, TrialIndex, _Strict
 from sparsearch.api.views import job_public
 from sparsearch.jobconfig import MAX_EPOCHS, mark_queued, plan_finalize
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/jobs/{job_id}/finalize", tags=["finalize"])
 
 
 class FinalizeIn(_Strict):
-    trials: list[Annotated[StrictInt, Field(ge=0)]] | None = Field(
+    trials: list[Annotated[TrialIndex, Strict()]] | None = Field(
         default=None,
         min_length=1,
         max_length=64,

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
-from sparsearch.api.schemas import HypervolumePoint, JobCreate, JobPublic, Page, Problem
+from sparsearch.api.schemas import (
+    HypervolumePoint,
+    JobCreate,
+    JobPublic,
+    Page,
+    PageLimit,
+    PageOffset,
+    Problem,
+)
 from sparsearch.api.views import job_config, job_public, jobs_public
 from sparsearch.storage.queries import JOB_SORT_KEYS
 from sparsearch.storage.records import is_dataset_id
@@ -18,8 +26,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", max_length=64)]
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 JobSort = Literal[tuple(k for key in JOB_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
 def _check_uploaded(storage: Any, dataset_id: str, owner: str) -> None:
@@ -76,8 +82,8 @@ def list_jobs(
     owner: OwnerDep,
     status: JobStatus | None = None,
     sort: JobSort = "-created_at",
-    limit: Limit = 50,
-    offset: Offset = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> Page[JobPublic]:
     jobs = storage.list_jobs(owner=owner, status=status, sort=sort, limit=limit, offset=offset)
     return Page[JobPublic](

@@ -11,11 +11,19 @@ import io
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from sparsearch.api.deps import OwnerDep, StorageDep
-from sparsearch.api.routes.jobs import JobId, Limit, Offset
-from sparsearch.api.schemas import MAX_BYTES, FrontTrialPublic, Page, TrialPublic
+from sparsearch.api.routes.jobs import JobId
+from sparsearch.api.schemas import (
+    ByteCount,
+    FrontTrialPublic,
+    Page,
+    PageLimit,
+    PageOffset,
+    TrialIndex,
+    TrialPublic,
+)
 from sparsearch.api.views import front_trial, front_trial_json
 from sparsearch.storage.queries import TRIAL_SORT_KEYS
 from sparsearch.storage.records import TrialInfo
@@ -23,7 +31,6 @@ from sparsearch.vocabulary import TRIAL_STATUSES, accounted_flash_field
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 
-TrialIndex = Annotated[int, Path(ge=0, le=10**9)]
 TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 # The storage's sort keys, as an enum in the OpenAPI schema (each also descending with "-").
 TrialSort = Literal[tuple(k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
@@ -80,8 +87,8 @@ def list_trials(
     owner: OwnerDep,
     status: TrialStatus | None = None,
     sort: TrialSort = "index",
-    limit: Limit = 50,
-    offset: Offset = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> Response:
     return _json(
         _page(storage, job_id, owner, status=status, sort=sort, limit=limit, offset=offset)
@@ -98,7 +105,7 @@ def get_trial(
 
 _FORMAT = Query(description="json: a page of the front; csv: the whole front, as a file")
 _FRONT_LIMIT = Query(
-    ge=1, le=1000, description="Page size (default 50 for json; csv: the whole front unless given)"
+    description="Page size (default 50 for json; csv: the whole front unless given)"
 )
 
 
@@ -113,8 +120,8 @@ def pareto(
     owner: OwnerDep,
     format: Annotated[Literal["json", "csv"], _FORMAT] = "json",
     sort: TrialSort = "-accuracy",
-    limit: Annotated[int | None, _FRONT_LIMIT] = None,
-    offset: Offset = 0,
+    limit: Annotated[PageLimit | None, _FRONT_LIMIT] = None,
+    offset: PageOffset = 0,
 ) -> Response:
     """The job's front (flags stored by the search; not recomputed per request). Each trial
     carries the job's ``flash_accounting`` and its ``accounted_flash_bytes``, the number the
@@ -174,15 +181,13 @@ def best(
     storage: StorageDep,
     owner: OwnerDep,
     max_flash: Annotated[
-        int | None,
+        ByteCount | None,
         Query(
-            ge=1,
-            le=MAX_BYTES,
             description="Flash limit in bytes, on the job's accounted flash (nnz_flash_bytes "
             "under sparse accounting, flash_bytes under dense)",
         ),
     ] = None,
-    max_ram: Annotated[int | None, Query(ge=1, le=MAX_BYTES)] = None,
+    max_ram: Annotated[ByteCount | None, Query(description="RAM limit in bytes")] = None,
 ) -> FrontTrialPublic:
     """The most accurate front trial within (possibly tighter) flash and RAM limits; flash as
     the job's accounting counts it."""
