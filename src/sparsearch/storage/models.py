@@ -263,3 +263,34 @@ class AppSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DashboardSession(Base):
+    """A dashboard sign-in (``TokensMixin.start_session``): its cookie carries a random secret,
+    stored here as its sha256. Signing out deletes the row, so a copied cookie stops working;
+    a row past ``expires_at`` is refused and swept at the next sign-in."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the secret
+    token_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class AuthFailure(Base):
+    """Failed authentications of one client (remote address) since it was last quiet
+    (``TokensMixin.record_auth_failure``): the count, and the backoff it earned."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (Index("ix_auth_failures_forget_at", "forget_at"),)
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+    #: When the row is forgotten: ``forget_after`` past the last failure or the backoff's end.
+    forget_at: Mapped[datetime]

@@ -61,8 +61,9 @@ async def login(
 @router.post("/logout")
 async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     session = await read_session(request)
-    if session is not None:  # an expired session may always sign out
+    if session is not None:  # an expired or ended session may always sign out
         await check_csrf(request, session, csrf)
+        await anyio.to_thread.run_sync(sessions_of(request).end, session)
     response = redirect("/login")
     clear_session_cookie(response, request)
     return secure_headers(response)

@@ -4,8 +4,13 @@
   its owner and a random nonce, signed (itsdangerous, HMAC-SHA256) with a key that is a setting
   (``SPARSEARCH_SESSION_SECRET``) or, when unset, generated once and stored in the database, so
   every ``serve --workers`` process and every restart agrees. The signature carries its time:
-  a cookie older than ``SPARSEARCH_SESSION_HOURS`` is refused. Every request re-checks that the
-  token still exists unrevoked (one primary-key read), so revoking a token ends its sessions.
+  a cookie older than ``SPARSEARCH_SESSION_HOURS`` is refused.
+- **Sessions end on the server.** Each sign-in is a row in the database (the sha256 of its
+  nonce, its token, its expiry); every request re-checks that the row exists, has not expired
+  and that its token is unrevoked (one primary-key read). Signing out deletes the row, so a
+  copy of the cookie stops working at once, in every process; revoking a token ends all of its
+  sessions. (A session table rather than a per-token counter: signing out of one browser
+  leaves the token's other sign-ins alone, and the rows say who is signed in.)
   The cookie is ``HttpOnly; SameSite=Strict`` (``Secure`` when the request came over HTTPS).
 - **CSRF.** Every state-changing form carries a token: the HMAC of a random per-browser cookie
   (``sparsearch_csrf``) and of the session's nonce (empty before sign-in). A cross-site form
@@ -20,7 +25,9 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -55,6 +62,8 @@ class Sessions:
     def __init__(self, settings: Settings, storage: Any) -> None:
         self.settings = settings
         self.storage = storage
+        #: The time sessions expire by (tests move it on).
+        self.clock: Callable[[], datetime] = _utcnow
         self._key: str | None = settings.session_secret
         self._lock = threading.Lock()
 
@@ -78,15 +87,24 @@ class Sessions:
         return URLSafeTimedSerializer(self.key(), salt=_SALT)
 
     def issue(self, token_id: int, owner: str) -> tuple[str, Session]:
-        """A new cookie value for a sign-in with ``token_id``, and its session."""
-        session = Session(token_id, owner, secrets.token_urlsafe(16))
+        """Start a session for a sign-in with ``token_id``: its cookie value and the session.
+        Blocking (a database write): call it from a worker thread."""
+        session = Session(token_id, owner, secrets.token_urlsafe(32))
+        expires = self.clock() + timedelta(seconds=self.max_age)
+        self.storage.start_session(token_id, session.nonce, expires)
         value = self._serializer().dumps({"t": token_id, "o": owner, "n": session.nonce})
         return value, session
 
+    def end(self, session: Session) -> None:
+        """Sign out: the session's cookie (and any copy of it) opens nothing any more.
+        Blocking (a database write): call it from a worker thread."""
+        if session.token_id is not None:
+            self.storage.end_session(session.nonce)
+
     def read(self, cookie: str | None) -> Session | None:
-        """The session of a cookie: validly signed, not expired, and its token still unrevoked
-        and still its owner's; None otherwise. With auth off, always the ``local`` session.
-        Blocking (a database read): call it from a worker thread."""
+        """The session of a cookie: validly signed, not expired, not signed out, and its token
+        still unrevoked and still its owner's; None otherwise. With auth off, always the
+        ``local`` session. Blocking (a database read): call it from a worker thread."""
         if self.auth_off:
             return Session(None, "local", "")
         if not cookie or len(cookie) > 1024:
@@ -96,8 +114,8 @@ class Sessions:
             token_id, owner, nonce = int(data["t"]), str(data["o"]), str(data["n"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
-        if self.storage.token_owner(token_id) != owner:
-            return None  # revoked or deleted since the sign-in
+        if self.storage.session_owner(token_id, nonce, self.clock()) != owner:
+            return None  # signed out, expired, or its token revoked since the sign-in
         return Session(token_id, owner, nonce)
 
     def csrf_token(self, browser: str, session: Session | None) -> str:
@@ -109,6 +127,10 @@ class Sessions:
         if not browser or not sent:
             return False
         return hmac.compare_digest(self.csrf_token(browser, session), sent)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def browser_id(request: Request) -> str | None:
