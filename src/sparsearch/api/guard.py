@@ -8,6 +8,10 @@ request bodies before any byte of a body is read.
   never read, whatever its size. The owner is left in the scope (``OWNER_SCOPE_KEY``) for
   ``deps.current_owner``, so a token is looked up once per request. ``/healthz``,
   ``/metrics`` and the docs are public.
+- **Dashboard forms too.** Any other state-changing request (the dashboard's forms) is
+  checked by the dashboard's ``state.form_guard`` (``ui/form_guard.py``: the session and the
+  CSRF cookie) before its body is read; its refusal (a redirect to sign in, a 403 page) is
+  raised like the ones below.
 - **Body caps.** Every request body is capped: uploads (``POST /v1/datasets``) at
   ``SPARSEARCH_MAX_UPLOAD_MB`` plus the multipart framing, everything else (JSON) at
   ``SPARSEARCH_MAX_BODY_KB``. A ``Content-Length`` over the cap is a 413 before a byte is
@@ -166,7 +170,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         path, method = scope.get("path", ""), scope.get("method", "GET").upper()
         cap = body_cap(settings, method, path)
-        refusal: Refused | None = None
+        refusal: HTTPException | None = None
         if path.startswith(PROTECTED_PREFIX):
             token = bearer_token(headers)
             session = ""
@@ -184,6 +188,8 @@ class RequestGuard:
                 refusal = Refused(401, unauthorized_detail(token))
             if owner is not None:
                 scope[OWNER_SCOPE_KEY] = owner
+        elif method not in SAFE_METHODS:
+            refusal = await _form_refusal(self.state, scope, headers)
         declared = headers.get("content-length", "")
         if refusal is None and declared.isdigit() and int(declared) > cap.limit:
             refusal = BodyTooLarge(cap)
@@ -221,6 +227,17 @@ class RequestGuard:
                 raise
         if over and not started:
             await _problem(413, cap.detail, cap.hint)(scope, _no_body, send)
+
+
+async def _form_refusal(state: Any, scope: Scope, headers: Headers) -> HTTPException | None:
+    """The dashboard's refusal of a form request before its body is read (None: read it)."""
+    form_guard = getattr(state, "form_guard", None)
+    if form_guard is None:  # an app without the dashboard
+        return None
+    try:
+        return await form_guard(scope, headers)  # type: ignore[no-any-return]
+    except StorageError as e:
+        return Refused(503, e.message, e.hint)
 
 
 async def _cookie_owner(state: Any, cookie: str) -> str | None:

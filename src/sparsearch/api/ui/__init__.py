@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from sparsearch.api.ui import auth, forms, pages
+from sparsearch.api.ui.form_guard import FormGuard
 from sparsearch.api.ui.render import (
     HERE,
     PageError,
@@ -26,6 +27,7 @@ __all__ = ["html_error", "install_ui", "wants_html"]
 def install_ui(app: FastAPI) -> None:
     """Mount the pages and assets on ``app`` (its state holds ``settings`` and ``storage``)."""
     app.state.sessions = Sessions(app.state.settings, app.state.storage)
+    app.state.form_guard = FormGuard(app.state.sessions)  # called by api.guard.RequestGuard
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, pages, forms):
         app.include_router(module.router)

@@ -59,11 +59,17 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+async def logout(request: Request) -> Response:
     session = await read_session(request)
-    if session is not None:  # an expired or ended session may always sign out
-        await check_csrf(request, session, csrf)
+    if session is not None:  # an expired or ended session may always sign out, unread
+        form = await request.form()
+        await check_csrf(request, session, _field(form.get("csrf")))
         await anyio.to_thread.run_sync(sessions_of(request).end, session)
     response = redirect("/login")
     clear_session_cookie(response, request)
     return secure_headers(response)
+
+
+def _field(value: object) -> str:
+    """A form's text field ("" for a file or a missing one)."""
+    return value if isinstance(value, str) else ""

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -40,19 +40,26 @@ CSP = (
 )
 
 
-class PageError(Exception):
+#: Where the request guard leaves the session it read for a form (``form_guard``), so the
+#: route does not read it again.
+SESSION_SCOPE_KEY = "sparsearch.ui.session"
+
+
+# Both are HTTPExceptions so that one raised while FastAPI reads a form (by the request
+# guard's ``receive``: ``form_guard``) reaches its handler instead of becoming a 400.
+class PageError(HTTPException):
     """A page that cannot be shown: rendered as an HTML error page with ``status``."""
 
     def __init__(self, status: int, title: str, message: str = "") -> None:
-        super().__init__(message or title)
+        super().__init__(status, message or title)
         self.status, self.title, self.message = status, title, message
 
 
-class SignInRequired(Exception):
+class SignInRequired(HTTPException):
     """The page needs a signed-in browser: redirect to ``/login?next=...``."""
 
     def __init__(self, next_url: str) -> None:
-        super().__init__(next_url)
+        super().__init__(303, next_url)
         self.next_url = next_url
 
 
@@ -61,6 +68,8 @@ def sessions_of(request: Request) -> Sessions:
 
 
 async def read_session(request: Request) -> Session | None:
+    if SESSION_SCOPE_KEY in request.scope:  # read by the request guard (a form)
+        return request.scope[SESSION_SCOPE_KEY]  # type: ignore[no-any-return]
     sessions = sessions_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if sessions.auth_off:
@@ -143,12 +152,16 @@ def secure_headers(response: Response) -> Response:
 async def check_csrf(request: Request, session: Session | None, sent: str | None) -> None:
     """PageError 403 unless ``sent`` is this browser's and session's CSRF token."""
     if not sessions_of(request).csrf_ok(browser_id(request), session, sent):
-        raise PageError(
-            403,
-            "This form has expired",
-            "The form was not sent from this page of this sign-in (its security token is "
-            "missing or stale). Go back, reload the page and send it again.",
-        )
+        raise form_expired()
+
+
+def form_expired() -> PageError:
+    return PageError(
+        403,
+        "This form has expired",
+        "The form was not sent from this page of this sign-in (its security token is "
+        "missing or stale). Go back, reload the page and send it again.",
+    )
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -135,7 +135,11 @@ def _utcnow() -> datetime:
 
 def browser_id(request: Request) -> str | None:
     """The browser's CSRF cookie, when it has a well-formed one."""
-    value = request.cookies.get(CSRF_COOKIE, "")
+    return valid_browser_id(request.cookies.get(CSRF_COOKIE, ""))
+
+
+def valid_browser_id(value: str) -> str | None:
+    """A CSRF cookie's value when it is well-formed, else None."""
     return value if 16 <= len(value) <= 64 and value.isascii() else None
 
 
