@@ -48,19 +48,31 @@ class JobsMixin(StorageBase):
         creates: no scheduler may claim it first).
 
         ``max_active``: the owner's quota of unfinished jobs; a ``QuotaError`` (a
-        ConflictError) when the owner already has that many. Counting and inserting are one
-        atomic step, so concurrent submissions never exceed it: the transaction first takes
-        a lock on the owner (PostgreSQL: a transaction-scoped advisory lock keyed on the
-        owner; SQLite: the database's write lock, ``BEGIN IMMEDIATE``), then counts.
+        ConflictError) when the owner already has that many.
+
+        A finalize job (``config["finalize"]``) is refused with a ``FinalizeConflictError``
+        (a ConflictError naming the other job) while a trial it retrains is being finalized
+        by an unfinished finalize job (queued, running or interrupted): two finalizes of one
+        trial would both write its final result. Once that job settled, the trial can be
+        finalized again.
+
+        Both checks and the insert are one atomic step, so concurrent submissions never get
+        past them together: the transaction first takes locks on the owner and on the job
+        whose trials are finalized (PostgreSQL: transaction-scoped advisory locks keyed on
+        them; SQLite: the database's write lock, ``BEGIN IMMEDIATE``), then reads.
         """
         job_id = cv.check_job_id(job_id) if job_id is not None else uuid.uuid4().hex[:12]
         owner = cv.check_owner(owner)
         config = cv.check_json("config", config)
         if max_active is not None and (isinstance(max_active, bool) or max_active < 0):
             raise ValueError(f"max_active must be a non-negative integer, got {max_active!r}")
+        finalizing = _finalized_trials(config)
         with self._tx("creating a job", conflict=f"job {job_id} already exists") as s:
+            quota_owner = owner if max_active is not None else None
+            _lock(s, owner=quota_owner, source=finalizing[0] if finalizing else None)
+            if finalizing:
+                _refuse_finalizing(s, *finalizing)
             if max_active is not None:
-                _lock_owner(s, owner)
                 active = int(s.scalar(_active_count(owner)) or 0)
                 if active >= max_active:
                     raise QuotaError(
@@ -285,10 +297,17 @@ class QuotaError(ConflictError):
     """The owner already has as many unfinished jobs as ``create_job(max_active=)`` allows."""
 
 
+class FinalizeConflictError(ConflictError):
+    """A trial chosen for a finalize job is being finalized by another, unfinished one."""
+
+
 #: First key of the PostgreSQL advisory locks on an owner's job quota ("jobs" in ASCII); the
 #: second is a hash of the owner. The two-key form never collides with the migrations'
 #: one-key lock.
 PG_QUOTA_LOCK_SPACE = 0x6A6F6273
+#: First key of the advisory locks on finalizing a job's trials ("fina"); the second is a hash
+#: of the job whose trials are finalized.
+PG_FINALIZE_LOCK_SPACE = 0x66696E61
 
 
 def _active_count(owner: str) -> Any:
@@ -299,22 +318,64 @@ def _active_count(owner: str) -> Any:
     )
 
 
-def _lock_owner(s: Session, owner: str) -> None:
-    """Serialize quota checks of ``owner`` until the transaction ends. Must be the
-    transaction's first statement: on SQLite, so that no read runs outside the write lock;
-    on PostgreSQL (READ COMMITTED), so that the count after it reads a snapshot taken once
-    the lock is held, including the jobs committed by the previous holder."""
+def _lock(s: Session, *, owner: str | None, source: str | None) -> None:
+    """Serialize quota checks of ``owner`` and finalize checks of job ``source``'s trials (each
+    when given) until the transaction ends. Must be the transaction's first statement: on
+    SQLite, so that no read runs outside the write lock; on PostgreSQL (READ COMMITTED), so
+    that the reads after it see what the previous holder committed."""
+    if owner is None and source is None:
+        return
     if s.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big", signed=True)
-        s.execute(
-            text("SELECT pg_advisory_xact_lock(:space, :key)"),
-            {"space": PG_QUOTA_LOCK_SPACE, "key": key},
-        )
+        # Always quota first, then finalize: two transactions never wait on each other.
+        for space, name in ((PG_QUOTA_LOCK_SPACE, owner), (PG_FINALIZE_LOCK_SPACE, source)):
+            if name is not None:
+                key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+                s.execute(
+                    text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                    {"space": space, "key": key},
+                )
     else:
-        # pysqlite opens a deferred transaction only before a write, so the count would read
+        # pysqlite opens a deferred transaction only before a write, so the reads would run
         # outside it; an explicit BEGIN IMMEDIATE takes the write lock first (waiting up to
         # the busy timeout for other writers).
         s.execute(text("BEGIN IMMEDIATE"))
+
+
+def _finalized_trials(config: dict[str, Any]) -> tuple[str, frozenset[int]] | None:
+    """The job and trials a finalize job's config retrains; None for any other job."""
+    plan = config.get("finalize")
+    if not isinstance(plan, dict) or not isinstance(plan.get("job_id"), str):
+        return None
+    return plan["job_id"], frozenset(int(i) for i in plan.get("trials") or ())
+
+
+def _refuse_finalizing(s: Session, source: str, trials: frozenset[int]) -> None:
+    """FinalizeConflictError if an unfinished finalize job retrains one of ``trials`` of job
+    ``source`` (the oldest such job is named)."""
+    query = (
+        select(Job.id, Job.status, Job.config)
+        .where(
+            Job.status.in_(UNFINISHED_JOB_STATUSES),
+            Job.config[("finalize", "job_id")].as_string() == source,
+        )
+        .order_by(Job.created_at, Job.id)
+    )
+    for other, status, config in s.execute(query):
+        found = _finalized_trials(config)
+        busy = sorted(trials & found[1]) if found else []
+        if not busy:
+            continue
+        which = (
+            f"trial {busy[0]} of job {source} is"
+            if len(busy) == 1
+            else f"trials {', '.join(map(str, busy))} of job {source} are"
+        )
+        raise FinalizeConflictError(
+            f"{which} being finalized by job {other}, which is {status}",
+            f"wait for job {other} to end (`sparsearch status {other}`), or cancel it "
+            f"(`sparsearch cancel {other}`, or POST /v1/jobs/{other}/cancel), then finalize "
+            "again",
+        )
 
 
 def _filtered(query: Any, owner: str | None, status: str | None) -> Any:

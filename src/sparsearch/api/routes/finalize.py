@@ -47,7 +47,13 @@ class FinalTrial(_Strict):
     "",
     status_code=202,
     response_model=JobPublic,
-    responses={409: {"model": Problem, "description": "Too many active jobs for this owner"}},
+    responses={
+        409: {
+            "model": Problem,
+            "description": "Too many active jobs for this owner, or a chosen trial is being "
+            "finalized by another finalize job (named; once it has ended, finalize again)",
+        }
+    },
 )
 def finalize(
     job_id: JobId,
@@ -60,6 +66,8 @@ def finalize(
     cfg, _ = plan_finalize(
         storage, job_id, trials=body.trials, front=body.front, epochs=body.epochs, owner=owner
     )
+    # A chosen trial that an unfinished finalize job retrains is a 409 naming that job
+    # (checked with the insert, in one step: Storage.create_job).
     job = store_job(storage, settings, owner, cfg, response)
     mark_queued(storage, job)
     return job_public(job, {})
