@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-quality screenshots browser clean
+.PHONY: setup demo test test-quick lint bench bench-quality screenshots browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,17 @@ browser:
 	@command -v chromium >/dev/null || apt-get install -y chromium \
 		|| (apt-get update && apt-get install -y chromium)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most long tests wait (Ray, heartbeats,
+# subprocesses), so more processes than cores pays. PYTEST_ARGS adds options (--durations=30).
+TEST_WORKERS ?= 4
+PYTEST_ARGS  ?=
+
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The edit-test loop: every test that needs no Ray, no server and no browser.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow and not ray" $(PYTEST_ARGS)
 
 # Re-take the dashboard screenshots in docs/screenshots (the README shows them).
 screenshots: $(STAMP) browser

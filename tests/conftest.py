@@ -23,6 +23,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -202,6 +203,67 @@ def _sweep_orphans(admin_url: str) -> list[str]:
     finally:
         engine.dispose()
     return dropped
+
+
+# -- markers and pytest-xdist ----------------------------------------------------------------
+
+
+_SHARED_SCOPES = ("module", "package", "class")
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a module-, package- or class-scoped fixture (set up once for
+    several tests, e.g. a model trained once for a whole file)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope in _SHARED_SCOPES for d in defs if d)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers and an order that suit ``make test`` (pytest-xdist, ``--dist loadgroup``).
+
+    - Tests that use the session's Ray (``ray_address``, directly or through a fixture) are
+      marked ``ray``, so ``make test-quick`` (``-m "not slow and not ray"``) leaves them out.
+    - A test that shares a module-scoped fixture joins its file's ``xdist_group``: the file's
+      expensive set-up then runs once, in one worker, instead of once per worker.
+    - ``slow`` and ``ray`` tests come first (a stable sort), so the long ones start at once
+      and the many short ones fill the gaps, instead of a long one ending the run alone.
+    """
+    for item in items:
+        if "ray_address" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+        if _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+    def waits(item: pytest.Item) -> bool:
+        return item.get_closest_marker("slow") is not None or (
+            item.get_closest_marker("ray") is not None
+        )
+
+    items.sort(key=lambda item: not waits(item))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist a worker hands its PostgreSQL outcome to the controller, which
+    prints the summary line (workers print none)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and _PG is not None:
+        workeroutput["sparsearch_pg"] = dataclasses.asdict(_PG)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist (controller): merge what each worker learnt about PostgreSQL."""
+    global _PG
+    found = getattr(node, "workeroutput", {}).get("sparsearch_pg")
+    if found is None:
+        return
+    reported = _Postgres(**{**found, "swept": tuple(found["swept"])})
+    if _PG is None:
+        _PG = reported
+    else:
+        _PG.swept = tuple(sorted({*_PG.swept, *reported.swept}))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
