@@ -65,6 +65,9 @@ SpaceOption = typer.Option(
     help="Search-space overrides: a JSON object as the API's `space`, e.g. "
     '{"lr": [0.002, 0.04], "channels": [2, 32]}',
 )
+#: The largest integer a database column holds (signed 64-bit): the cap of every integer option.
+INT64_MAX = 2**63 - 1
+
 #: Larger --space files are refused unread (the object has a handful of short fields).
 MAX_SPACE_FILE_BYTES = 64 * 1024
 
@@ -158,6 +161,21 @@ def _field_problem(error: Any) -> str:
     if error.get("type") == "extra_forbidden":
         return f"unknown field {where}"
     return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def check_int(
+    value: int | None, flag: str, *, low: int = 0, high: int = INT64_MAX, hint: str | None = None
+) -> None:
+    """ConfigError (exit 2) when an integer option is outside ``low..high``; None passes.
+    Every integer that reaches storage is checked so: a database driver's OverflowError would
+    otherwise be the user's message."""
+    if value is None:
+        return
+    if value < low:
+        raise ConfigError(f"{flag} must be >= {low}, got {value}", hint)
+    if value > high:
+        limit = "the largest integer stored" if high == INT64_MAX else "the most it allows"
+        raise ConfigError(f"{flag} must be <= {high} ({limit}), got {value}", hint)
 
 
 def print_error(message: str, hint: str | None = None) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sparsearch.cli.common import (
     DbOption,
     ServerOption,
     TokenOption,
+    check_int,
     fail,
     open_from,
     out,
@@ -22,19 +24,24 @@ from sparsearch.cli.common import (
     settings_from,
 )
 from sparsearch.errors import ConfigError, SparsearchError
+from sparsearch.jobconfig import MAX_EPOCHS
+
+#: A list of trial indices: ASCII digits and commas (``int()`` would also take ``٣`` or ``1_0``).
+_TRIAL_LIST = re.compile(r"^[0-9]+(,[0-9]+)*$", re.ASCII)
 
 
 def _trial_list(text: str | None) -> list[int] | None:
     if text is None:
         return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
+    compact = text.replace(" ", "").strip(",")
+    if not _TRIAL_LIST.match(compact):
         raise ConfigError(
-            f"--trials {text!r} is not a list of trial indices", "write it like --trials 3,7"
-        ) from None
-    if not values or min(values) < 0:
-        raise ConfigError(f"--trials {text!r} names no valid trial", "indices start at 0")
+            f"--trials {text!r} is not a list of trial indices",
+            "write it like --trials 3,7 (ASCII digits, indices start at 0)",
+        )
+    values = [int(v) for v in compact.split(",")]
+    for value in values:
+        check_int(value, "--trials", hint="trial indices start at 0")
     return values
 
 
@@ -61,6 +68,7 @@ def finalize(
     holder: Any = None
     try:
         chosen = _trial_list(trials)
+        check_int(epochs, "--epochs", low=1, high=MAX_EPOCHS)
         if server:
             _finalize_remote(server, token, job_id, chosen, front, epochs, as_json)
             return
@@ -122,6 +130,7 @@ def export(
     from sparsearch.search.export import export_stored
 
     try:
+        check_int(trial, "--trial", hint="trial indices start at 0")
         storage = open_from(settings_from(db, artifacts))
         done = export_stored(storage, job_id, trial, on_trial=lambda msg: say(msg))
     except SparsearchError as e:

@@ -30,6 +30,7 @@ from sparsearch.cli.common import (
     TokenOption,
     TrialsOption,
     backend,
+    check_int,
     err,
     fail,
     out,
@@ -121,8 +122,7 @@ def pull(
             raise ConfigError(
                 f"unknown format {fmt!r}", f"choose one of {', '.join(ARTIFACT_KINDS)}"
             )
-        if trial is not None and trial < 0:
-            raise ConfigError(f"--trial must be >= 0, got {trial}", "trial indices start at 0")
+        check_int(trial, "--trial", hint="trial indices start at 0")
         source = backend(server, token, db, artifacts)
         if trial is None:
             trial = source.best(job_id)["index"]

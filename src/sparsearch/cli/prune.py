@@ -31,6 +31,7 @@ from sparsearch.cli.common import (
     DbOption,
     ServerOption,
     TokenOption,
+    check_int,
     err,
     fail,
     out,
@@ -38,6 +39,7 @@ from sparsearch.cli.common import (
 )
 from sparsearch.cli.prune_model import load_data, read_source, write_result
 from sparsearch.errors import ConfigError, PruningError, SparsearchError
+from sparsearch.jobconfig import MAX_EPOCHS
 from sparsearch.units import MAX_SIZE, format_size, parse_size
 from sparsearch.vocabulary import PRUNING_METHODS, PRUNING_SCHEDULES
 
@@ -188,7 +190,7 @@ def prune(
     try:
         pruning = pruning_spec(method, knobs, schedule, steps, seed)
         target = prune_target(targets)
-        _check_training(epochs, train_epochs, lr, batch_size)
+        _check_training(epochs, train_epochs, lr, batch_size, seed, train_limit)
         _check_writable(output, "-o/--output")
         if tflite is not None:
             _check_writable(tflite, "--tflite")
@@ -307,15 +309,21 @@ def prune_target(targets: dict[str, Any]) -> Any:
     return PruneTarget(quantity, number)
 
 
-def _check_training(epochs: int, train_epochs: int, lr: float, batch_size: int) -> None:
-    if epochs < 0:
-        raise ConfigError(f"--epochs must be >= 0, got {epochs}", "0 skips the fine-tuning")
-    if train_epochs < 1:
-        raise ConfigError(f"--train-epochs must be >= 1, got {train_epochs}")
+def _check_training(
+    epochs: int,
+    train_epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int | None,
+    train_limit: int | None,
+) -> None:
+    check_int(epochs, "--epochs", high=MAX_EPOCHS, hint="0 skips the fine-tuning")
+    check_int(train_epochs, "--train-epochs", low=1, high=MAX_EPOCHS)
     if not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"--lr must be positive, got {lr}", "the default is 3e-3")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    check_int(batch_size, "--batch-size", low=1)
+    check_int(seed, "--seed", high=2**31 - 1)  # a job's seeds: numpy takes at most 2^32 - 1
+    check_int(train_limit, "--train-limit", low=1)
 
 
 def _train_spec(lr: float, train_epochs: int, epochs: int, batch_size: int, seed: int) -> Any:

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparsearch.cli.common import backend
+from sparsearch.cli.common import backend, check_int
 from sparsearch.errors import ConfigError, PruningError
 
 #: The ``format`` of a sparsearch model file.
 MODEL_FORMAT = "sparsearch-model/1"
 #: ``JOB:N`` (a job id as storage allows it, a trial index).
-_JOB_TRIAL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]{0,63}):(\d+)$")
+_JOB_TRIAL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]{0,63}):([0-9]+)$", re.ASCII)
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -98,7 +98,9 @@ def read_source(
     path = Path(model).expanduser()
     match = _JOB_TRIAL.match(model)
     if match and not path.exists():
-        return _trial_source(match.group(1), int(match.group(2)), db, artifacts, server, token)
+        index = int(match.group(2))
+        check_int(index, f"the trial index of {model}", hint="trial indices start at 0")
+        return _trial_source(match.group(1), index, db, artifacts, server, token)
     if not path.is_file():
         raise PruningError(
             f"model file not found: {model}",

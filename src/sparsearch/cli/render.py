@@ -27,7 +27,7 @@ class SearchProgress:
     """Progress over trained trials with the counters of DESIGN.md's contract.
 
     On a terminal, a Rich progress bar. Elsewhere (stderr redirected to a log file) plain whole
-    lines: one each time a count other than ``screened`` moves, and the last state at the end,
+    lines: one when the search starts and one as each trial ends, and the last state at the end,
     never cut at the console's width (a bar there would be drawn once, cut at 80 columns)."""
 
     def __init__(self, console: Console, budget: int) -> None:
@@ -71,8 +71,8 @@ class SearchProgress:
             return
         elapsed = timedelta(seconds=int(time.monotonic() - self._start))
         self._stats, self._line = stats, f"search {p.trained}/{self._budget} · {stats} · {elapsed}"
-        counts = (p.trained, p.running, p.failed, p.infeasible)
-        if counts != self._counts:  # not on every poll, nor for screened alone
+        counts = (p.trained, p.failed, p.infeasible)
+        if counts != self._counts:  # per trial ended: not per poll, nor per trial started
             self._counts = counts
             self._print()
 

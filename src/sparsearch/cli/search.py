@@ -26,6 +26,7 @@ from sparsearch.cli.common import (
     StrategyName,
     StrategyOption,
     TrialsOption,
+    check_int,
     err,
     fail,
     masked,
@@ -69,6 +70,7 @@ def search(
 
     holder: Any = None
     try:
+        check_int(train_limit, "--train-limit", low=1)
         settings = settings_from(db, artifacts)
         if resume is None:
             from sparsearch.datasets import load_dataset

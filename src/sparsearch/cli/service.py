@@ -13,6 +13,7 @@ import typer
 from sparsearch.cli.common import (
     ArtifactsOption,
     DbOption,
+    check_int,
     err,
     fail,
     masked,
@@ -129,6 +130,7 @@ def scheduler_command(
     from sparsearch.service.scheduler import Scheduler
 
     try:
+        check_int(parent_pid, "--parent-pid", low=1)
         settings = _setup_logging(settings_from(db, artifacts), log_level)
         sched = Scheduler(settings)
     except SparsearchError as e:

@@ -8,7 +8,15 @@ from typing import Any
 
 import typer
 
-from sparsearch.cli.common import DbOption, fail, open_from, out, say, settings_from
+from sparsearch.cli.common import (
+    DbOption,
+    check_int,
+    fail,
+    open_from,
+    out,
+    say,
+    settings_from,
+)
 from sparsearch.errors import ConfigError, SparsearchError
 
 token_app = typer.Typer(help="API tokens (bearer tokens for the HTTP API).", no_args_is_help=True)
@@ -61,6 +69,7 @@ def token_revoke(
 ) -> None:
     """Revoke an API token: requests that send it are refused from now on."""
     try:
+        check_int(token_id, "ID", low=1, hint="token ids are in `sparsearch token list`")
         info = open_from(settings_from(db)).revoke_token(token_id)
     except SparsearchError as e:
         fail(e)
