@@ -101,6 +101,30 @@ class Settings(BaseSettings):
     session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="How long a dashboard sign-in lasts, hours"
     )
+    auth_failures_allowed: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Failed authentications (wrong or malformed tokens, bearer or at /login) "
+        "one client address may make before it is backed off",
+    )
+    auth_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="First backoff of a client past SPARSEARCH_AUTH_FAILURES_ALLOWED, seconds; "
+        "each further failure doubles it",
+    )
+    auth_backoff_max_seconds: float = Field(
+        default=900.0, gt=0, le=86400, description="Longest backoff of a client, seconds"
+    )
+    auth_forget_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="A client's failed authentications are forgotten after this long without "
+        "one (counted from the end of its backoff), seconds",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Level of sparsearch's own log lines (serve, scheduler)"
     )

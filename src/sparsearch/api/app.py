@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.routing import Match, Mount
 
+from sparsearch.api.auth_backoff import AuthBackoff
 from sparsearch.api.guard import RequestGuard
 from sparsearch.api.metrics import install_metrics
 from sparsearch.api.routes import artifacts, datasets, finalize, health, jobs, trials
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None, *, storage: Any = None) -> Fast
     )
     app.state.settings = settings
     app.state.storage = storage
+    app.state.auth_backoff = AuthBackoff(settings, storage)  # failed sign-ins
     install_error_handlers(app)
     _list_body_errors(app)
     # Token check and body caps before any body is read; inside the latency middleware, which

@@ -7,7 +7,8 @@ request bodies before any byte of a body is read.
   token up before the app runs; without a valid one the request gets a 401 and its body is
   never read, whatever its size. The owner is left in the scope (``OWNER_SCOPE_KEY``) for
   ``deps.current_owner``, so a token is looked up once per request. ``/healthz``,
-  ``/metrics`` and the docs are public.
+  ``/metrics`` and the docs are public. A client backed off after repeated failures
+  (``auth_backoff.py``) gets a 429 with ``Retry-After`` for any token it presents.
 - **Dashboard forms too.** Any other state-changing request (the dashboard's forms) is
   checked by the dashboard's ``state.form_guard`` (``ui/form_guard.py``: the session and the
   CSRF cookie) before its body is read; its refusal (a redirect to sign in, a 403 page) is
@@ -36,6 +37,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sparsearch.api.auth_backoff import AuthBackoff, TooManyFailures, client_of
 from sparsearch.api.schemas import Problem
 from sparsearch.config import Settings
 from sparsearch.errors import StorageError
@@ -180,10 +182,14 @@ class RequestGuard:
             try:
                 if session:  # the dashboard's own reads (its session cookie): GET/HEAD only
                     owner = await _cookie_owner(self.state, session)
+                elif headers.get("authorization") and settings.auth == "on":  # an attempt
+                    owner = await _attempt(self.state, client_of(scope), token)
                 else:
                     owner = await _authenticate(settings, self.state.storage, token)
             except StorageError as e:
                 owner, refusal = None, Refused(503, e.message, e.hint)
+            except TooManyFailures as e:
+                owner, refusal = None, e
             if refusal is None and owner is None:
                 refusal = Refused(401, unauthorized_detail(token))
             if owner is not None:
@@ -246,6 +252,23 @@ async def _cookie_owner(state: Any, cookie: str) -> str | None:
 
     session = await anyio.to_thread.run_sync(state.sessions.read, cookie)
     return None if session is None else session.owner
+
+
+async def _attempt(state: Any, client: str, token: str) -> str | None:
+    """The owner of ``token`` presented by ``client``, counting a failure (None); raises
+    TooManyFailures while the client is backed off, before the token is looked at."""
+    import anyio.to_thread
+
+    backoff: AuthBackoff = state.auth_backoff
+
+    def attempt() -> str | None:
+        backoff.check(client)
+        owner = authenticate(state.settings, state.storage, token)
+        if owner is None:
+            backoff.failed(client)
+        return owner
+
+    return await anyio.to_thread.run_sync(attempt)
 
 
 async def _authenticate(settings: Settings, storage: Any, token: str) -> str | None:

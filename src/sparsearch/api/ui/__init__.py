@@ -13,6 +13,7 @@ from sparsearch.api.ui.form_guard import FormGuard
 from sparsearch.api.ui.render import (
     HERE,
     PageError,
+    SignInBackoff,
     SignInRequired,
     error_page,
     read_session,
@@ -27,7 +28,8 @@ __all__ = ["html_error", "install_ui", "wants_html"]
 def install_ui(app: FastAPI) -> None:
     """Mount the pages and assets on ``app`` (its state holds ``settings`` and ``storage``)."""
     app.state.sessions = Sessions(app.state.settings, app.state.storage)
-    app.state.form_guard = FormGuard(app.state.sessions)  # called by api.guard.RequestGuard
+    # called by api.guard.RequestGuard before a form's body is read
+    app.state.form_guard = FormGuard(app.state.sessions, app.state.auth_backoff)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, pages, forms):
         app.include_router(module.router)
@@ -35,6 +37,10 @@ def install_ui(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def _sign_in(_: Request, exc: SignInRequired) -> Response:
         return sign_in_redirect(exc.next_url)
+
+    @app.exception_handler(SignInBackoff)
+    async def _sign_in_backoff(request: Request, exc: SignInBackoff) -> Response:
+        return auth.backoff_page(request, exc)
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> Response:

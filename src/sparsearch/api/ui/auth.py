@@ -1,5 +1,7 @@
 """``/login`` and ``/logout``: a server-rendered form (works without JavaScript) that exchanges an
-API token for a session cookie (``session.py``)."""
+API token for a session cookie (``session.py``). A wrong token counts towards the client's
+backoff (``api/auth_backoff.py``); while it lasts the form answers 429 and says so
+(``form_guard`` refuses the sign-in before reading it)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from sparsearch.api.auth_backoff import client_of
 from sparsearch.api.ui.render import (
+    SignInBackoff,
     check_csrf,
     read_session,
     redirect,
@@ -45,6 +49,9 @@ async def login(
     token = token.strip()
     info = await anyio.to_thread.run_sync(request.app.state.storage.token_login, token)
     if info is None:
+        if token:  # a wrong token, not an empty form: it counts towards a backoff
+            backoff = request.app.state.auth_backoff
+            await anyio.to_thread.run_sync(backoff.failed, client_of(request.scope))
         error = (
             "That token is not valid: it is mistyped, revoked, or from another server. "
             "Paste a token from `sparsearch token create --owner NAME`."
@@ -73,3 +80,16 @@ async def logout(request: Request) -> Response:
 def _field(value: object) -> str:
     """A form's text field ("" for a file or a missing one)."""
     return value if isinstance(value, str) else ""
+
+
+def backoff_page(request: Request, exc: SignInBackoff) -> Response:
+    """The sign-in form while this client is backed off: 429, ``Retry-After``, and why."""
+    wait = exc.retry_after
+    when = f"{wait} seconds" if wait < 120 else f"{-(-wait // 60)} minutes"
+    error = (
+        f"Too many failed sign-ins from your address: try again in {when}. Check that you "
+        "paste the whole token (it starts with ssk_)."
+    )
+    response = render(request, "login.html", {"next": "/", "error": error}, status=429)
+    response.headers["Retry-After"] = str(wait)
+    return response

@@ -9,7 +9,9 @@ handlers render it:
 - without a valid session (none, forged, expired, signed out): a redirect to sign in — except
   for ``/login``, and ``/logout``, which reads no body without a session;
 - without the browser's CSRF cookie: the "form has expired" page (403), as the route's own
-  CSRF check would answer once it had read the body.
+  CSRF check would answer once it had read the body;
+- a sign-in while the client is backed off after failed ones (``api/auth_backoff.py``): the
+  sign-in form with a 429 and ``Retry-After``, for the right token as for a wrong one.
 
 The session it read is left in the scope, so the route does not read it again. The guard then
 checks the declared length against the body cap.
@@ -25,7 +27,13 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from sparsearch.api.ui.render import SESSION_SCOPE_KEY, SignInRequired, form_expired
+from sparsearch.api.auth_backoff import AuthBackoff, client_of
+from sparsearch.api.ui.render import (
+    SESSION_SCOPE_KEY,
+    SignInBackoff,
+    SignInRequired,
+    form_expired,
+)
 from sparsearch.api.ui.session import CSRF_COOKIE, SESSION_COOKIE, Sessions, valid_browser_id
 
 #: Forms a browser may send without a session.
@@ -35,8 +43,9 @@ SIGNED_OUT_FORMS = frozenset({"/login", "/logout"})
 class FormGuard:
     """Checks a dashboard form before its body is read (see the module docstring)."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, backoff: AuthBackoff) -> None:
         self.sessions = sessions
+        self.backoff = backoff
 
     async def __call__(self, scope: Scope, headers: Headers) -> HTTPException | None:
         """The refusal of the form request ``scope`` (None: it may be read). Leaves the
@@ -53,6 +62,10 @@ class FormGuard:
             return None  # nothing to sign out of: the route reads no body
         if valid_browser_id(cookies.get(CSRF_COOKIE, "")) is None:
             return form_expired()
+        if path == "/login":
+            wait = await anyio.to_thread.run_sync(self.backoff.retry_after, client_of(scope))
+            if wait is not None:
+                return SignInBackoff(wait)
         return None
 
     async def _session(self, cookie: str) -> Any:

@@ -17,6 +17,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from sparsearch.api.auth_backoff import TooManyFailures
 from sparsearch.api.ui import formats
 from sparsearch.api.ui.session import (
     CSRF_FIELD,
@@ -53,6 +54,10 @@ class PageError(HTTPException):
     def __init__(self, status: int, title: str, message: str = "") -> None:
         super().__init__(status, message or title)
         self.status, self.title, self.message = status, title, message
+
+
+class SignInBackoff(TooManyFailures):
+    """A sign-in while the client is backed off (``auth_backoff``): the sign-in form, 429."""
 
 
 class SignInRequired(HTTPException):
