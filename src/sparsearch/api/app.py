@@ -49,6 +49,11 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "uploads: SPARSEARCH_MAX_UPLOAD_MB)",
     },
     422: {"model": Problem, "description": "Invalid request: the detail says what to fix"},
+    429: {
+        "model": Problem,
+        "description": "Too many failed authentications from this address: try again after "
+        "Retry-After seconds (SPARSEARCH_AUTH_FAILURES_ALLOWED)",
+    },
 }
 #: Listed on every operation that takes a body (``_list_body_errors``).
 _BAD_BODY: dict[str, Any] = {
