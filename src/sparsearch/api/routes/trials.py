@@ -34,15 +34,24 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 # The storage's sort keys, as an enum in the OpenAPI schema (each also descending with "-").
 TrialSort = Literal[tuple(k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
-CSV_COLUMNS = (
+#: The front's CSV: the trial fields of these names as the JSON front has them (booleans
+#: ``true``/``false``, null empty), then the pruning and the job's flash accounting.
+CSV_FIELDS = (
     "index",
     "accuracy",
     "test_accuracy",
+    "int8_accuracy",  # on TFLite Micro where measured: the accuracy the front ranks by
+    "int8_test_accuracy",
     "flash_bytes",
     "ram_bytes",
     "activation_bytes",
     "macs",
     "nnz_flash_bytes",
+    "param_count",
+    "measured",  # whether flash / RAM / activation are measured on TFLM or estimated
+)
+CSV_COLUMNS = (
+    *CSV_FIELDS,
     "pruning_method",
     "pruning_level",
     "flash_accounting",  # the job's: which number its flash limit counts
@@ -148,16 +157,10 @@ def _csv(job_id: str, trials: list[TrialInfo], accounting: str) -> Response:
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
     for t in trials:
+        values = [getattr(t, name) for name in CSV_FIELDS]
         writer.writerow(
             [
-                t.index,
-                t.accuracy,
-                t.test_accuracy,
-                t.flash_bytes,
-                t.ram_bytes,
-                t.activation_bytes,
-                t.macs,
-                t.nnz_flash_bytes,
+                *(str(v).lower() if isinstance(v, bool) else v for v in values),
                 t.pruning.get("method", "none"),
                 t.pruning.get("level", 0.0),
                 accounting,
