@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from sparsearch.cli import db, finalize, jobs, prune, search, service, tokens
+from sparsearch.cli._help import Command, Group
 from sparsearch.cli.common import print_error
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _debug_from_env() -> bool:
 
 app = _App(
     help="Find neural networks that fit a microcontroller.",
+    cls=Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -68,14 +70,14 @@ def _main(
     configure_cli_logging(debug=_App.debug)
 
 
-app.command()(search.search)
+app.command(cls=Command)(search.search)
 for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit, jobs.cancel):
-    app.command()(command)
-app.command()(finalize.finalize)
-app.command()(finalize.export)
-app.command()(prune.prune)
-app.command()(service.serve)
-app.command("scheduler")(service.scheduler_command)
+    app.command(cls=Command)(command)
+app.command(cls=Command)(finalize.finalize)
+app.command(cls=Command)(finalize.export)
+app.command(cls=Command)(prune.prune)
+app.command(cls=Command)(service.serve)
+app.command("scheduler", cls=Command)(service.scheduler_command)
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(db.db_app, name="db")
 

@@ -18,40 +18,50 @@ from sparsearch.vocabulary import DEFAULT_STRATEGY, STRATEGIES
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
-DbOption = typer.Option(None, "--db", help="Database URL [env SPARSEARCH_DATABASE_URL]")
+# Help texts are Rich markup: "[env X]" would vanish as an unknown tag, hence "(default: X)".
+DbOption = typer.Option(
+    None, "--db", metavar="URL", help="Database URL (default: SPARSEARCH_DATABASE_URL)"
+)
 ArtifactsOption = typer.Option(
-    None, "--artifacts", help="Artifact directory [env SPARSEARCH_ARTIFACT_DIR]"
+    None, "--artifacts", metavar="DIR", help="Artifact directory (default: SPARSEARCH_ARTIFACT_DIR)"
 )
 ServerOption = typer.Option(
     None,
     "--server",
+    metavar="URL",
     envvar="SPARSEARCH_SERVER",
     help="sparsearch server URL; without it, commands read the local database",
 )
 TokenOption = typer.Option(
-    None, "--token", envvar="SPARSEARCH_TOKEN", help="API token for --server"
+    None, "--token", metavar="TOKEN", envvar="SPARSEARCH_TOKEN", help="API token for --server"
 )
 
 # The job options `search` (local) and `submit` (to a server) share.
-FlashOption = typer.Option("32KiB", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)")
-RamOption = typer.Option("8KiB", help="RAM limit (same units)")
-MacsOption = typer.Option(None, help="Optional limit on multiply-accumulates")
+FlashOption = typer.Option(
+    "32KiB", metavar="SIZE", help="Flash limit (24KiB = 24*1024 B, 24KB = 24000 B)"
+)
+RamOption = typer.Option("8KiB", metavar="SIZE", help="RAM limit (same units)")
+MacsOption = typer.Option(None, metavar="N", help="Optional limit on multiply-accumulates")
 RamMarginOption = typer.Option(
     None,
     "--ram-margin",
+    metavar="SIZE",
     help="RAM of the limit kept free for CMSIS-NN scratch buffers or the application "
     "(models must fit RAM - margin), e.g. 512B",
 )
-TrialsOption = typer.Option(8, help="Trained trials (completed + failed)")
-ParallelOption = typer.Option(2, help="Trials trained at once on Ray")
-EpochsOption = typer.Option(6, help="Training epochs per trial")
-SeedOption = typer.Option(0, help="Seed of the optimizer, data split and training")
-AccountingOption = typer.Option("dense", help="dense (.tflite size) | sparse (non-zeros)")
+TrialsOption = typer.Option(8, metavar="N", help="Trained trials (completed + failed)")
+ParallelOption = typer.Option(2, metavar="N", help="Trials trained at once on Ray")
+EpochsOption = typer.Option(6, metavar="N", help="Training epochs per trial")
+SeedOption = typer.Option(0, metavar="N", help="Seed of the optimizer, data split and training")
+AccountingOption = typer.Option(
+    "dense", metavar="NAME", help="dense (.tflite size) | sparse (non-zeros)"
+)
 #: The type of ``--strategy`` (its choices: ``vocabulary.STRATEGIES``).
 StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOption = typer.Option(
     None,
     "--strategy",
+    metavar="NAME",
     show_default=False,
     help="How candidates are proposed (default "
     + DEFAULT_STRATEGY

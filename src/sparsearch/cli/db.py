@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from sparsearch.cli._help import Command, Group
 from sparsearch.cli.common import DbOption, fail, masked, say, settings_from
 from sparsearch.errors import SparsearchError
 
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", cls=Group, no_args_is_help=True)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=Command)
 def db_upgrade(db: str | None = DbOption) -> None:
-    """Apply database migrations (also done automatically on first use)."""
+    """Apply database migrations (also done on first use)."""
     from sparsearch.storage import upgrade
 
     try:

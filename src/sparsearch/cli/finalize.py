@@ -46,11 +46,13 @@ def _trial_list(text: str | None) -> list[int] | None:
 
 
 def finalize(
-    job_id: str,
-    trials: str | None = typer.Option(None, help="Trial indices to finalize, e.g. 3,7"),
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
+    trials: str | None = typer.Option(
+        None, metavar="N,N", help="Trial indices to finalize, e.g. 3,7"
+    ),
     front: bool = typer.Option(False, "--front", help="Finalize every trial on the front"),
     epochs: int | None = typer.Option(
-        None, help="Training epochs (default: 4x the search's), on train + validation"
+        None, metavar="N", help="Training epochs (default: 4x the search's), on train + validation"
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),
     db: str | None = DbOption,
@@ -58,8 +60,10 @@ def finalize(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Retrain front trials from scratch on the whole training split (train + validation) for
-    more epochs, export and measure them on TFLite Micro, and store them as the trials' final
+    """Retrain chosen front trials longer, for the model you ship.
+
+    Retrains them from scratch on the whole training split (train + validation) for more
+    epochs, exports and measures them on TFLite Micro, and stores them as the trials' final
     models (which `pull` then takes). Default: the most accurate front trial. Runs here on Ray,
     or on a server's scheduler with --server; resumable with `search --resume` like a job."""
     from sparsearch.cli.search import run_job
@@ -117,16 +121,18 @@ def _finalize_remote(
 
 
 def export(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
     trial: int | None = typer.Option(
-        None, help="Trial index (default: every completed trial not measured yet)"
+        None, metavar="N", help="Trial index (default: every completed trial not measured yet)"
     ),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
-    """Export and measure trials stored before deployment existed: their int8 .tflite and C
-    source from the stored weights, with flash, RAM and int8 accuracy measured on TFLite Micro.
-    Without --trial, every completed trial not measured yet; --trial N exports N again."""
+    """Export and measure trials stored before deployment existed.
+
+    Writes their int8 .tflite and C source from the stored weights, with flash, RAM and int8
+    accuracy measured on TFLite Micro. Without --trial, every completed trial not measured yet;
+    --trial N exports N again."""
     from sparsearch.search.export import export_stored
 
     try:

@@ -50,9 +50,9 @@ from sparsearch.vocabulary import (
 
 def jobs(
     status: str | None = typer.Option(
-        None, help=f"Only jobs with this status ({' | '.join(JOB_STATUSES)})"
+        None, metavar="STATUS", help=f"Only jobs with this status ({' | '.join(JOB_STATUSES)})"
     ),
-    limit: int = typer.Option(50),
+    limit: int = typer.Option(50, metavar="N", help="At most N jobs (1-1000), newest first"),
     as_json: bool = typer.Option(False, "--json"),
     db: str | None = DbOption,
     server: str | None = ServerOption,
@@ -78,7 +78,7 @@ def jobs(
 
 
 def pareto(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
     as_json: bool = typer.Option(False, "--json"),
     db: str | None = DbOption,
     server: str | None = ServerOption,
@@ -97,14 +97,17 @@ def pareto(
 
 
 def pull(
-    job_id: str,
-    trial: int | None = typer.Option(None, help="Trial index (default: best on the front)"),
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
+    trial: int | None = typer.Option(
+        None, metavar="N", help="Trial index (default: the most accurate on the front)"
+    ),
     fmt: str = typer.Option(
         "tflite",
         "--format",
+        metavar="KIND",
         help="; ".join(f"{k.name}: {k.description}" for k in ARTIFACT_KINDS.values()),
     ),
-    output: Path = typer.Option(..., "-o", "--output", help="File to write"),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE", help="File to write"),
     search_run: bool = typer.Option(
         False,
         "--search-run",
@@ -115,8 +118,10 @@ def pull(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Write a trial's model to a file: the most accurate front trial unless --trial, its
-    finalized model when `finalize` made one, as an int8 .tflite unless --format."""
+    """Save a trial's model as .tflite, C source, ONNX or weights.
+
+    The most accurate front trial unless --trial, its finalized model when `finalize` made one
+    (unless --search-run), as an int8 .tflite unless --format."""
     try:
         if fmt not in ARTIFACT_KINDS:
             raise ConfigError(
@@ -142,7 +147,9 @@ def pull(
 
 def submit(
     dataset: str = typer.Option(
-        "digits", help="digits | fashion-mnist | an uploaded dataset id (on the server)"
+        "digits",
+        metavar="NAME",
+        help="digits | fashion-mnist | an uploaded dataset id (on the server)",
     ),
     flash: str = FlashOption,
     ram: str = RamOption,
@@ -160,7 +167,9 @@ def submit(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Submit a search job to a sparsearch server; prints the job id (last line of stdout)."""
+    """Submit a search job to a server; prints the job id.
+
+    The job id is the last line of stdout (or the job as JSON with --json)."""
     try:
         if not server:
             raise ConfigError(
@@ -204,14 +213,16 @@ def submit(
 
 
 def status(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
     watch: bool = typer.Option(False, "--watch", help="Show progress until the job finishes"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
     db: str | None = DbOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Show a job's status and progress (local database, or --server)."""
+    """Show a job's status and progress.
+
+    From the local database, or from a server with --server."""
     try:
         source = backend(server, token, db)
         job = _watch(source, job_id) if watch else source.get_job(job_id)
@@ -241,14 +252,16 @@ def status(
 
 
 def cancel(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id (see `sparsearch jobs`)"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
     db: str | None = DbOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Cancel a job: a queued or interrupted one at once, a running one (on a scheduler or in a
-    local `sparsearch search`) at its driver's next check, within about a second."""
+    """Cancel a job, queued or running.
+
+    A queued or interrupted job at once; a running one (on a scheduler or in a local
+    `sparsearch search`) at its driver's next check, within about a second."""
     try:
         job = backend(server, token, db).cancel(job_id)
     except SparsearchError as e:

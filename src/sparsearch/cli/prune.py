@@ -99,10 +99,11 @@ def prune(
     ),
     dataset: str | None = typer.Option(
         None,
+        metavar="NAME",
         help="digits | fashion-mnist | idx:DIR | npz:FILE (default for JOB:N and sparsearch "
         "model files: the data set the model was trained on)",
     ),
-    method: str = typer.Option(..., "--method", help=_method_help()),
+    method: str = typer.Option(..., "--method", metavar="NAME", help=_method_help()),
     mode: str | None = typer.Option(None, "--mode", help=_knob_help("mode")),
     p: int | None = typer.Option(None, "--p", help=_knob_help("p")),
     scope: str | None = typer.Option(None, "--scope", help=_knob_help("scope")),
@@ -114,48 +115,66 @@ def prune(
     step: float | None = typer.Option(None, "--step", help=_knob_help("step")),
     schedule: str | None = typer.Option(
         None,
+        metavar="NAME",
         help=f"{' | '.join(PRUNING_SCHEDULES)} (default: the method's first; see --method)",
     ),
     steps: int | None = typer.Option(
-        None, help="Steps of the iterative schedule (1-20, default 3)"
+        None, metavar="N", help="Steps of the iterative schedule (1-20, default 3)"
     ),
     ratio: float | None = typer.Option(
-        None, help="Target: the pruning level itself, in [0, 1) (filters or weights removed)"
+        None,
+        metavar="R",
+        help="Target: the pruning level itself, in [0, 1) (filters or weights removed)",
     ),
     target_params: str | None = typer.Option(
         None,
+        metavar="N",
         help="Target: parameters at most this (20000, 20k); unstructured methods: the "
         "non-zero ones",
     ),
     target_flash: str | None = typer.Option(
         None,
+        metavar="SIZE",
         help="Target: int8 .tflite flash at most this (8KiB, 6000); unstructured methods: "
         "the sparse accounting",
     ),
-    target_ram: str | None = typer.Option(None, help="Target: TFLM arena at most this (4KiB)"),
+    target_ram: str | None = typer.Option(
+        None, metavar="SIZE", help="Target: TFLM arena at most this (4KiB)"
+    ),
     target_macs: str | None = typer.Option(
-        None, help="Target: multiply-accumulates per image at most this (200000, 200k, 1.5M)"
+        None,
+        metavar="N",
+        help="Target: multiply-accumulates per image at most this (200000, 200k, 1.5M)",
     ),
-    epochs: int = typer.Option(2, help="Fine-tuning epochs after pruning"),
+    epochs: int = typer.Option(2, metavar="N", help="Fine-tuning epochs after pruning"),
     train_epochs: int = typer.Option(
-        6, help="Epochs of the training from scratch of the train_once schedule (complexity)"
+        6,
+        metavar="N",
+        help="Epochs of the training from scratch of the train_once schedule (complexity)",
     ),
-    lr: float = typer.Option(3e-3, help="Learning rate (fine-tuning uses lr / 3)"),
-    batch_size: int = typer.Option(64, help="Training batch size"),
+    lr: float = typer.Option(3e-3, metavar="LR", help="Learning rate (fine-tuning uses lr / 3)"),
+    batch_size: int = typer.Option(64, metavar="N", help="Training batch size"),
     seed: int | None = typer.Option(
         None,
+        metavar="N",
         help="Seed of the data split, training and complexity's layer draws (default: the "
         "job's or the model file's, else 0)",
     ),
-    train_limit: int | None = typer.Option(None, help="Use a stratified training subset"),
+    train_limit: int | None = typer.Option(
+        None, metavar="N", help="Use a stratified training subset of N images"
+    ),
     output: Path = typer.Option(
         ...,
         "-o",
         "--output",
+        metavar="FILE",
         help="Pruned model to write: a sparsearch model file, or torch.export for your own model",
     ),
     tflite: Path | None = typer.Option(
-        None, "--tflite", help="Also write the measured int8 .tflite of the pruned model"
+        None,
+        "--tflite",
+        metavar="FILE",
+        help="Also write the measured int8 .tflite of the pruned model",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON document on stdout (before, after, target, ...)"
@@ -165,10 +184,11 @@ def prune(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Prune a trained model to a target (--ratio, --target-params, --target-flash, --target-ram
-    or --target-macs) with one pruning method, fine-tune it, and show accuracy, int8 accuracy,
-    params, flash, RAM and MACs before and after, all measured as deployed (int8 on TFLite
-    Micro)."""
+    """Prune a trained model to a target and fine-tune it.
+
+    One pruning method meets one target (--ratio, --target-params, --target-flash, --target-ram
+    or --target-macs); a table shows accuracy, int8 accuracy, params, flash, RAM and MACs before
+    and after, all measured as deployed (int8 on TFLite Micro)."""
     knobs = {
         "mode": mode,
         "p": p,

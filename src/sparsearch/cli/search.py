@@ -43,7 +43,9 @@ from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH
 
 
 def search(
-    dataset: str = typer.Option("digits", help="digits | fashion-mnist | idx:DIR | npz:FILE"),
+    dataset: str = typer.Option(
+        "digits", metavar="NAME", help="digits | fashion-mnist | idx:DIR | npz:FILE"
+    ),
     flash: str = FlashOption,
     ram: str = RamOption,
     macs: str | None = MacsOption,
@@ -55,9 +57,12 @@ def search(
     flash_accounting: str = AccountingOption,
     strategy: StrategyName | None = StrategyOption,
     space: Path | None = SpaceOption,
-    train_limit: int | None = typer.Option(None, help="Use a stratified training subset"),
+    train_limit: int | None = typer.Option(
+        None, metavar="N", help="Use a stratified training subset of N images"
+    ),
     resume: str | None = typer.Option(
         None,
+        metavar="JOB",
         help="Continue an interrupted job by id (refused while a live scheduler or another "
         "search holds it)",
     ),
@@ -65,7 +70,10 @@ def search(
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
-    """Run a multi-objective architecture + pruning search on this machine."""
+    """Run an architecture + pruning search on this machine.
+
+    A multi-objective search (accuracy, flash, RAM) over CNN architectures and pruning settings
+    within the limits; a progress bar on stderr, then the Pareto front (or --json) on stdout."""
     from sparsearch.service.holder import JobHolder
 
     holder: Any = None

@@ -24,7 +24,9 @@ from sparsearch.cli.common import (
 from sparsearch.errors import ConfigError, SparsearchError
 
 LogLevelOption = typer.Option(
-    None, help="debug | info | warning | error [env SPARSEARCH_LOG_LEVEL, default info]"
+    None,
+    metavar="LEVEL",
+    help="debug | info | warning | error (default: SPARSEARCH_LOG_LEVEL, else info)",
 )
 
 
@@ -45,21 +47,25 @@ def _setup_logging(settings: Any, level: str | None) -> Any:
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
-    port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)"),
+    host: str = typer.Option("127.0.0.1", metavar="HOST", help="Address to listen on"),
+    port: int = typer.Option(8000, metavar="PORT", help="Port to listen on (0 picks a free one)"),
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="Also run a supervised scheduler process"
     ),
     workers: int | None = typer.Option(
         None,
         "--workers",
+        metavar="N",
         help="API worker processes (default SPARSEARCH_API_WORKERS, 1); one per core for load",
     ),
     log_level: str | None = LogLevelOption,
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
-    """Serve the HTTP API (and, by default, a scheduler that runs the submitted jobs)."""
+    """Serve the HTTP API and the dashboard, with a scheduler.
+
+    The scheduler (a supervised child process, unless --no-scheduler) runs the submitted
+    jobs."""
     from sparsearch.service.supervisor import bind, is_loopback, run_server
 
     try:
@@ -125,7 +131,10 @@ def scheduler_command(
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
 ) -> None:
-    """Run queued (and interrupted) jobs from the database, one at a time, until stopped."""
+    """Run queued and interrupted jobs from the database.
+
+    One job at a time, until stopped (Ctrl-C or SIGTERM leave the running job interrupted, for
+    the next scheduler to resume)."""
     from sparsearch.service.process import watch_parent
     from sparsearch.service.scheduler import Scheduler
 

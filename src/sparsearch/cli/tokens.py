@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from sparsearch.cli._help import Command, Group
 from sparsearch.cli.common import (
     DbOption,
     check_int,
@@ -19,16 +20,22 @@ from sparsearch.cli.common import (
 )
 from sparsearch.errors import ConfigError, SparsearchError
 
-token_app = typer.Typer(help="API tokens (bearer tokens for the HTTP API).", no_args_is_help=True)
+token_app = typer.Typer(
+    help="API tokens (bearer tokens for the HTTP API).", cls=Group, no_args_is_help=True
+)
 
 
-@token_app.command("create")
+@token_app.command("create", cls=Command)
 def token_create(
-    owner: str = typer.Option(..., help="Who the token belongs to (jobs are owned by this name)"),
-    name: str = typer.Option("default", help="A label for the token, e.g. the machine"),
+    owner: str = typer.Option(
+        ..., metavar="NAME", help="Who the token belongs to (jobs are owned by this name)"
+    ),
+    name: str = typer.Option(
+        "default", metavar="NAME", help="A label for the token, e.g. the machine"
+    ),
     db: str | None = DbOption,
 ) -> None:
-    """Create an API token; it is printed once, alone on the last line of stdout."""
+    """Create an API token; printed once, on the last line of stdout."""
     try:
         storage = open_from(settings_from(db))
         try:
@@ -45,13 +52,13 @@ def token_create(
     sys.stdout.write(plaintext + "\n")
 
 
-@token_app.command("list")
+@token_app.command("list", cls=Command)
 def token_list(
-    owner: str | None = typer.Option(None, help="Only this owner's tokens"),
+    owner: str | None = typer.Option(None, metavar="NAME", help="Only this owner's tokens"),
     as_json: bool = typer.Option(False, "--json"),
     db: str | None = DbOption,
 ) -> None:
-    """List API tokens (never the tokens themselves: their ids, owners and prefixes)."""
+    """List API tokens: ids, owners and prefixes, never the tokens."""
     try:
         rows = [t.to_json() for t in open_from(settings_from(db)).list_tokens(owner)]
     except SparsearchError as e:
@@ -62,12 +69,12 @@ def token_list(
         out.print(_tokens_table(rows))
 
 
-@token_app.command("revoke")
+@token_app.command("revoke", cls=Command)
 def token_revoke(
-    token_id: int = typer.Argument(..., help="Id from `sparsearch token list`"),
+    token_id: int = typer.Argument(..., metavar="ID", help="Id from `sparsearch token list`"),
     db: str | None = DbOption,
 ) -> None:
-    """Revoke an API token: requests that send it are refused from now on."""
+    """Revoke an API token: requests with it are refused from now on."""
     try:
         check_int(token_id, "ID", low=1, hint="token ids are in `sparsearch token list`")
         info = open_from(settings_from(db)).revoke_token(token_id)
