@@ -410,7 +410,11 @@ class StrategyInfo:
 STRATEGIES: dict[str, StrategyInfo] = {
     s.name: s
     for s in (
-        StrategyInfo("bo", "multi-objective Bayesian optimization (BoTorch qLogNEHVI)"),
+        StrategyInfo(
+            "bo",
+            "multi-objective Bayesian optimization: a BoTorch GP on accuracy, and the exact "
+            "expected hypervolume improvement over estimate-feasible candidates",
+        ),
         StrategyInfo("random", "feasible space-filling (scrambled Sobol) sampling"),
         StrategyInfo("nsga2", "NSGA-II genetic algorithm (Optuna)"),
         StrategyInfo("evolution", "aging evolution with random scalarization (muNAS-style)"),
