@@ -139,3 +139,21 @@ def test_auth_off_has_no_backoff(settings, storage):
     with TestClient(app) as c:
         for _ in range(2 * ALLOWED):
             assert c.get("/v1/jobs", headers=WRONG[0]).status_code == 200
+
+
+def test_failures_made_at_once_are_each_counted(storage):
+    """Forty failures of one client from eight threads (as from several processes): each is
+    counted once, so exactly one of them is the fortieth, which starts the backoff."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def policy(failures: int) -> float:
+        return 100.0 if failures == 40 else 0.0
+
+    def fail(_: int) -> Any:
+        return storage.record_auth_failure("10.9.9.9", policy, timedelta(hours=1))
+
+    with ThreadPoolExecutor(8) as pool:
+        ends = list(pool.map(fail, range(40)))
+    assert sum(end is not None for end in ends) == 1
+    assert storage.auth_blocked_until("10.9.9.9") is not None
+    assert storage.auth_blocked_until("10.9.9.8") is None

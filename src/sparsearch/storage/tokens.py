@@ -105,8 +105,8 @@ class TokensMixin(StorageBase):
     def token_login(self, plaintext: str) -> TokenInfo | None:
         """The record of a valid, unrevoked token (``last_used_at`` brought up to date, at
         most every ``LAST_USED_RESOLUTION``); None for anything else, as in ``authenticate``
-        (whose check this is). The dashboard keeps the id in its session and asks
-        ``token_owner`` on each request."""
+        (whose check this is). The dashboard starts a session with the id
+        (``start_session``) and asks ``session_owner`` on each request."""
         if (
             not isinstance(plaintext, str)
             or not plaintext.startswith(TOKEN_PREFIX)
