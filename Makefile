@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-quick lint bench bench-quality screenshots browser clean
+.PHONY: setup demo test test-quick docs datasets lint bench bench-quality screenshots browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ browser:
 TEST_WORKERS ?= 4
 PYTEST_ARGS  ?=
 
-test: $(STAMP) browser
+# The Fashion-MNIST loader's test reads Debian's copy (nothing is downloaded at run time).
+datasets:
+	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist \
+		|| (apt-get update && apt-get install -y dataset-fashion-mnist)
+
+test: $(STAMP) browser datasets
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The edit-test loop: every test that needs no Ray, no server and no browser.
@@ -42,13 +47,17 @@ screenshots: $(STAMP) browser
 	SPARSEARCH_SCREENSHOTS=docs/screenshots SPARSEARCH_SCREENSHOT_JOB=10,4,2 \
 		$(PY) -m pytest -q tests/ui/test_dashboard_browser.py
 
+# docs/cli.md is generated from the CLI itself (tests/test_docs.py fails when it is stale).
+docs: $(STAMP)
+	$(PY) -m sparsearch.cli._docgen
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
-	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
+	@$(MAKE) --no-print-directory datasets
 	$(PY) benchmarks/search_overhead.py --compare-random --out benchmarks/results/search_overhead.json
 	$(PY) benchmarks/generation_cost.py --out benchmarks/results/generation_cost.json
 	$(PY) benchmarks/space_defaults.py --out benchmarks/results/space_defaults.json
@@ -61,7 +70,7 @@ bench: $(STAMP)
 
 # About 1.5 h on two cores: every strategy, two regimes, three seeds (issue 10's evidence).
 bench-quality: $(STAMP)
-	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist
+	@$(MAKE) --no-print-directory datasets
 	$(PY) benchmarks/search_quality.py --out benchmarks/results/search_quality.json
 
 clean:

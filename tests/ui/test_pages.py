@@ -146,8 +146,11 @@ def test_pick_for_my_chip_shows_the_apis_best_trial_its_downloads_or_why_not(
     assert not section.find_all("a", download=True)
 
     # a size past what the API accepts is an error on the page, not a server error
-    error = _pick(alice, alice_job, flash="99999999999GB").find(role="alert").text()
+    error = _pick(alice, alice_job, flash="99GB").find(role="alert").text()
     assert str(MAX_BYTES) in error
+    # and one past what can be stored at all is refused by the size parser, in its words
+    error = _pick(alice, alice_job, flash="99999999999GB").find(role="alert").text()
+    assert "too large" in error
 
 
 # -- a trial ---------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 Only accuracy is unknown. Flash and RAM are exact functions of a candidate (the estimate), so
 they are not modelled: each candidate's normalized flash and RAM are columns of its feature
-vector, read by deterministic models, and the acquisition (qLogNEHVI, BoTorch) is maximized over
-a pool of candidates that all fit the limits by estimate: a feasible scrambled-Sobol pool plus
-mutations of the best trials so far. Nothing over a limit is ever fitted, scored or proposed.
+vector, read by deterministic models. Accuracy is a BoTorch Gaussian process, and the
+acquisition is the exact expected hypervolume improvement (:func:`expected_hvi`, closed form: only
+one objective is uncertain) over a pool of candidates that all fit the limits by estimate: a
+feasible scrambled-Sobol pool plus mutations of the best trials so far. Nothing over a limit is
+ever fitted, scored or proposed.
 
 Stages (the trial's ``generator``): ``bo:sobol`` (the initial design: feasible Sobol points),
-``bo:qlognehvi`` (model-based).
+``bo:ehvi`` (model-based).
 
 Why not Ax's ``Client``: its generation strategy cannot restrict candidates to a set defined by
 a black-box function of the parameters (only linear parameter constraints), so under tight
