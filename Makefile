@@ -5,6 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# Bytecode caches on even where the environment turns them off (PYTHONDONTWRITEBYTECODE):
+# without them every test process, CLI subprocess and Ray worker compiles the project again.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: setup demo test test-quick docs datasets lint bench bench-quality screenshots browser clean
 
 $(STAMP): pyproject.toml

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -336,22 +337,45 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("fresh_postgres_url")
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly migrated SQLite database, made once per session: each test's ``storage``
+    starts from a copy (a copy is ~2 ms, running the migrations ~45 ms)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "storage.db"
+    open_storage(f"sqlite:///{path}", path.parent / "artifacts").close()
+    return path
+
+
+def _empty_postgres(url: str) -> None:
+    """Every row of the session's database deleted and its id sequences restarted, as a fresh
+    migrated database has them (a DELETE per table is ~6x faster than TRUNCATE on tables this
+    small)."""
+    engine = create_engine(parse_url(url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):  # children before parents
+                conn.execute(table.delete())
+            sequences = conn.execute(
+                text("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences")
+            ).scalars()
+            for sequence in sequences:
+                conn.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     artifact_dir = tmp_path / "artifacts"
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'storage.db'}"
+        path = tmp_path / "storage.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_session_url")
     st = open_storage(url, artifact_dir)
     if backend == "postgres":
-        engine = create_engine(parse_url(url), poolclass=NullPool)
-        try:
-            with engine.begin() as conn:
-                tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        finally:
-            engine.dispose()
+        _empty_postgres(url)
     try:
         yield st
     finally:

@@ -7,7 +7,9 @@ Each test runs a tiny test file in a pytest subprocess that uses a copy of the r
 
 from __future__ import annotations
 
+import re
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from sparsearch.storage.engine import parse_url
 pytest_plugins = ["pytester"]
 
 CONFTEST = Path(__file__).with_name("conftest.py")
+COMMENT_OF_TINY = "sparsearch test database of tests/test_conftest_postgres.py"
 
 # Writes the name of its session database to db.txt, so the parent can check it is dropped.
 PG_TEST = """
@@ -42,8 +45,16 @@ def test_on_sqlite():
 @pytest.fixture
 def tiny(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester directory with the real conftest and the tiny test file, and the database
-    variables unset (each test sets what it probes)."""
-    pytester.makeconftest(CONFTEST.read_text())
+    variables unset (each test sets what it probes).
+
+    The copy marks its databases with a comment of its own, so that only tiny runs sweep the
+    orphans tiny runs leave: the suite's other pytest-xdist processes sweep theirs at their
+    start too, and would otherwise take the orphan a test leaves for its next run."""
+    conftest = CONFTEST.read_text()
+    marked = f'TEST_DB_COMMENT = "{COMMENT_OF_TINY} {uuid.uuid4().hex}"'
+    tiny_conftest = re.sub(r"^TEST_DB_COMMENT = .*$", marked, conftest, count=1, flags=re.M)
+    assert tiny_conftest != conftest, "tests/conftest.py no longer defines TEST_DB_COMMENT"
+    pytester.makeconftest(tiny_conftest)
     pytester.makepyfile(test_tiny=PG_TEST)
     for var in ("SPARSEARCH_TEST_DATABASE_URL", "SPARSEARCH_TEST_PG_PROBE", "CI", "TINY_ACTION"):
         monkeypatch.delenv(var, raising=False)

@@ -35,9 +35,12 @@ def digits():
 
 
 def _spec(pruning=PruningSpec(), **train):
+    """A trial of ARCH without the int8 deployment: these tests check training, pruning and
+    reloading, and the export (~4 s a trial, most of a trial's time) has tests of its own
+    (tests/worker/test_int8_export.py, tests/test_deploy.py, the searches end to end)."""
     args = dict(lr=1e-2, epochs=3, finetune_epochs=1, batch_size=32, seed=0)
     args.update(train)
-    return TrialSpec(arch=ARCH, pruning=pruning, train=TrainSpec(**args))
+    return TrialSpec(arch=ARCH, pruning=pruning, train=TrainSpec(**args), deploy=False)
 
 
 def test_same_spec_and_seed_give_identical_weights_and_metrics(digits):
@@ -82,7 +85,7 @@ def test_input_scale_trains_at_the_scaled_resolution(digits):
         input_scale=0.5,
         blocks=(BlockSpec("conv", 3, 8, "none"),),
     )
-    spec = TrialSpec(arch=arch, train=TrainSpec(lr=1e-2, epochs=1, batch_size=32))
+    spec = TrialSpec(arch=arch, train=TrainSpec(lr=1e-2, epochs=1, batch_size=32), deploy=False)
     result = run_trial(spec, digits)
     proto = onnx.load_from_string(result.artifacts["onnx"])
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
@@ -115,7 +118,7 @@ def test_every_method_runs_as_a_trial_within_its_estimate(method, digits):
     """A trial of each method trains, prunes through its schedule and reloads from its
     effective spec; its cost is the estimate's (exact methods) or at most it (the others)."""
     pruning = PruningSpec(method, 0.4)
-    result = run_trial(replace(_spec(pruning), deploy=False, export_onnx=False), digits)
+    result = run_trial(replace(_spec(pruning), export_onnx=False), digits)
     model = load_model(result.effective_spec, result.artifacts["state_dict"])
     assert sum(p.numel() for p in model.parameters()) == result.param_count
     eff = ArchSpec.from_dict(result.effective_spec["arch"])
@@ -127,8 +130,7 @@ def test_every_method_runs_as_a_trial_within_its_estimate(method, digits):
             assert trained.to_dict() == planned.to_dict()
         assert trained.flash_bytes <= planned.flash_bytes and trained.ram_bytes <= planned.ram_bytes
         assert (
-            result.param_count
-            < run_trial(replace(_spec(), deploy=False, export_onnx=False), digits).param_count
+            result.param_count < run_trial(replace(_spec(), export_onnx=False), digits).param_count
         )
     else:
         assert eff == ARCH and result.zero_fraction >= 0.4 - 1e-3
