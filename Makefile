@@ -39,6 +39,10 @@ datasets:
 	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist \
 		|| (apt-get update && apt-get install -y dataset-fashion-mnist)
 
+# One OpenMP (torch) thread per test process unless set: the processes already fill the cores,
+# and OpenMP threads spinning against each other cost about a tenth of the suite's CPU time.
+test test-quick: export OMP_NUM_THREADS ?= 1
+
 test: $(STAMP) browser datasets
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
