@@ -52,30 +52,25 @@ def reflow(text: str | None) -> str | None:
     return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
 
 
-class Command(TyperCommand):
+class _PlainHelp:
+    """Reflowed help and plain metavars, for a command or a group (a mixin before the Typer
+    class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
+        tidy(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        tidy([option] if option is not None else [])
+        return option
+
+
+class Command(_PlainHelp, TyperCommand):
     """A command whose help shows plain metavars and reflowed paragraphs (see the module's
     docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = reflow(self.help)
-        tidy(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        tidy([option] if option is not None else [])
-        return option
-
-
-class Group(TyperGroup):
+class Group(_PlainHelp, TyperGroup):
     """A command group whose own options and ``--help`` show plain metavars."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = reflow(self.help)
-        tidy(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        tidy([option] if option is not None else [])
-        return option
