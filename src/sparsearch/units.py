@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from sparsearch.errors import ConfigError
 
-#: Sizes are stored as signed 64-bit integers.
-MAX_SIZE = 2**63 - 1
+#: The largest integer a database column holds (signed 64-bit): sizes and the CLI's integer
+#: options are capped by it.
+INT64_MAX = 2**63 - 1
+MAX_SIZE = INT64_MAX
 _UNITS = {
     "": 1,
     "b": 1,
@@ -46,12 +48,7 @@ def parse_size(text: str | int, *, what: str = "size") -> int:
         if not match or unit not in _UNITS:
             raise ConfigError(f"cannot parse {what} {text!r}", _SIZE_HINT)
         # Decimal, not float: exact for 19-digit counts, never inf for 400 digits.
-        number = Decimal(match.group(1)) * _UNITS[unit]
-        if number > MAX_SIZE:
-            raise ConfigError(
-                f"{what} is too large: at most {MAX_SIZE:,} bytes can be stored", _SIZE_HINT
-            )
-        value = int(number)
+        value = int(Decimal(match.group(1)) * _UNITS[unit])
     if value <= 0:
         raise ConfigError(f"{what} must be positive, got {text!r}", "give a limit above zero")
     if value > MAX_SIZE:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sparsearch.errors import ConfigError, SparsearchError
+from sparsearch.units import INT64_MAX
 from sparsearch.vocabulary import DEFAULT_STRATEGY, STRATEGIES
 
 # soft_wrap: messages (paths, URLs) are never broken across lines at the terminal width.
@@ -75,9 +76,6 @@ SpaceOption = typer.Option(
     help="Search-space overrides: a JSON object as the API's `space`, e.g. "
     '{"lr": [0.002, 0.04], "channels": [2, 32]}',
 )
-#: The largest integer a database column holds (signed 64-bit): the cap of every integer option.
-INT64_MAX = 2**63 - 1
-
 #: Larger --space files are refused unread (the object has a handful of short fields).
 MAX_SPACE_FILE_BYTES = 64 * 1024
 
