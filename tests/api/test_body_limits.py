@@ -11,12 +11,12 @@ from __future__ import annotations
 import io
 import json
 
-import anyio
 import numpy as np
 import pytest
 from api_helpers import JOB_BODY
 from fastapi.testclient import TestClient
 
+from asgi_stream import stream
 from sparsearch.api.app import create_app
 from sparsearch.config import Settings
 
@@ -34,38 +34,8 @@ def settings(settings: Settings) -> Settings:
 def call(app, method: str, path: str, headers: dict[str, str], n_chunks: int, chunk: bytes):
     """Send ``n_chunks`` chunks (no Content-Length unless ``headers`` has one) straight to the
     ASGI app; (status, JSON body, chunks the app received)."""
-    pulled = 0
-
-    async def receive():
-        nonlocal pulled
-        if pulled == n_chunks:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        pulled += 1
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    messages = []
-
-    async def send(message):
-        messages.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    anyio.run(app, scope, receive, send)
-    start = next(m for m in messages if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return start["status"], json.loads(body), pulled
+    r = stream(app, method, path, list(headers.items()), n_chunks, chunk)
+    return r.status, json.loads(r.body), r.pulled
 
 
 def _assert_body_413(r_json: dict) -> None:

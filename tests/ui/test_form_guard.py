@@ -4,16 +4,17 @@ it redirects to sign-in, without the CSRF cookie it is a 403 page, over its cap 
 the body was never received.
 
 As in ``tests/api/test_body_limits.py`` the requests go straight to the ASGI app with a
-``receive`` that counts the chunks it hands out, so "not read" is an exact count."""
+``receive`` that counts the chunks it hands out (``tests/asgi_stream.py``), so "not read" is an
+exact count."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-import anyio
 import pytest
 from ui_helpers import SESSION, browser, location, sign_in
 
+from asgi_stream import stream
 from sparsearch.api.ui.session import CSRF_COOKIE
 
 CHUNK = 64 * 1024
@@ -33,45 +34,13 @@ SIGNED_IN_FORMS = [
 def post(app, path: str, cookies: dict[str, str], content_type: str, length: int | None = None):
     """POST ``CHUNKS`` chunks to ``path`` (with ``Content-Length: length`` if given) straight to
     the ASGI app; (status, headers, body, chunks the app received)."""
-    pulled = 0
-
-    async def receive():
-        nonlocal pulled
-        if pulled == CHUNKS:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        pulled += 1
-        return {"type": "http.request", "body": b"x" * CHUNK, "more_body": True}
-
-    messages = []
-
-    async def send(message):
-        messages.append(message)
-
-    headers = [(b"content-type", content_type.encode()), (b"accept", b"text/html")]
+    headers = [("content-type", content_type), ("accept", "text/html")]
     if cookies:
-        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        headers.append((b"cookie", cookie.encode()))
+        headers.append(("cookie", "; ".join(f"{k}={v}" for k, v in cookies.items())))
     if length is not None:
-        headers.append((b"content-length", str(length).encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    anyio.run(app, scope, receive, send)
-    start = next(m for m in messages if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    found = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    return start["status"], found, body.decode(errors="replace"), pulled
+        headers.append(("content-length", str(length)))
+    r = stream(app, "POST", path, headers, CHUNKS, b"x" * CHUNK)
+    return r.status, r.headers, r.body.decode(errors="replace"), r.pulled
 
 
 def _sign_in_target(status: int, headers: dict[str, str]) -> str:
