@@ -4,11 +4,9 @@ Real SQLite storage, real estimates, real digits shapes."""
 
 from __future__ import annotations
 
-import math
-import time
-
 import pytest
 
+from fake_runner import FakeRunner
 from sparsearch.errors import SearchError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.search.driver import SearchDriver
@@ -16,62 +14,8 @@ from sparsearch.search.screen import Screen
 from sparsearch.search.strategies import Proposal, make_strategy
 from sparsearch.space.estimate import estimate
 from sparsearch.storage import open_storage
-from sparsearch.worker.remote import TrialFailure
-from sparsearch.worker.trial import TrialResult
 
 DIGITS = (1, 8, 8)
-
-
-class FakeRunner:
-    """Runs no model: a trial "trains" for ``seconds`` and scores by its size. Records every
-    spec it got and the most trials it had in flight at once."""
-
-    def __init__(self, seconds: float = 0.03, fail: set[int] | None = None) -> None:
-        self.seconds = seconds
-        self.fail = fail or set()
-        self.running: dict[int, tuple[float, object]] = {}
-        self.specs: list = []
-        self.max_concurrency = 0
-        self._next = 0
-
-    def put(self, value):
-        return value
-
-    def submit(self, spec, data_ref):
-        ref = self._next
-        self._next += 1
-        self.running[ref] = (time.monotonic() + self.seconds, spec)
-        self.specs.append(spec)
-        self.max_concurrency = max(self.max_concurrency, len(self.running))
-        return ref
-
-    def wait_one(self, refs, timeout=None):
-        ref = min(refs, key=lambda r: self.running[r][0])
-        delay = self.running[ref][0] - time.monotonic()
-        if timeout is not None and delay > timeout:
-            time.sleep(timeout)
-            return None
-        time.sleep(max(0.0, delay))
-        return ref
-
-    def result(self, ref):
-        _, spec = self.running.pop(ref)
-        if ref in self.fail:
-            return TrialFailure("injected failure", "", 1)
-        params = estimate(spec.arch, spec.pruning).params
-        return TrialResult(
-            accuracy=min(0.95, 0.2 + 0.07 * math.log(params)),
-            test_accuracy=0.5,
-            train_seconds=self.seconds,
-            param_count=params,
-            zero_fraction=0.0,
-            effective_spec=spec.to_dict(),
-            worker_pid=1,
-            worker_host="fake",
-        )
-
-    def cancel(self, ref):
-        self.running.pop(ref, None)
 
 
 @pytest.fixture()

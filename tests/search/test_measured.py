@@ -7,8 +7,9 @@ import re
 from dataclasses import replace
 
 import pytest
-from test_driver import FakeRunner, _job
+from test_driver import _job
 
+from fake_runner import FakeRunner
 from sparsearch.api.views import job_public
 from sparsearch.search.driver import SearchDriver
 from sparsearch.space.estimate import estimate

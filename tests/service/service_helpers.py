@@ -1,8 +1,11 @@
-"""Shared helpers of the service tests: small digits jobs, settings, polling, subprocess envs."""
+"""Shared helpers of the service tests: small digits jobs, settings, polling, subprocess envs,
+scheduler processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,3 +84,23 @@ def kill_if_running(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def start_scheduler(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """A ``sparsearch scheduler`` logging to ``log_path``, in its own session (so its process
+    group can be killed as a whole, Ray workers included)."""
+    with open(log_path, "a") as log:
+        return subprocess.Popen(
+            [PYTHON, "-m", "sparsearch", "scheduler", "--log-level", "info"],
+            env=service_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group (see :func:`start_scheduler`) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

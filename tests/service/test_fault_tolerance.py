@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import PYTHON, queue_job, service_env, settings_for, wait_for
+from service_helpers import kill_group, queue_job, settings_for, start_scheduler, wait_for
 from sqlalchemy import select
 
 from sparsearch.config import Settings
@@ -41,18 +41,6 @@ TRAINED = ("completed", "failed")
 FINISHED = ("completed", "failed", "infeasible")
 # Fast failure detection for the test: beat every 0.5 s, stale after 3 s, rescan every 0.3 s.
 FAST = dict(heartbeat_seconds=0.5, stale_after_seconds=3.0, scheduler_poll_seconds=0.3)
-
-
-def _start(settings: Settings, log_path: Path) -> subprocess.Popen:
-    """A ``sparsearch scheduler`` in its own session (so its process group can be killed)."""
-    with open(log_path, "a") as log:
-        return subprocess.Popen(
-            [PYTHON, "-m", "sparsearch", "scheduler", "--log-level", "info"],
-            env=service_env(settings),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
 
 
 def _children(pid: int) -> list[int]:
@@ -78,15 +66,9 @@ def _stop(proc: subprocess.Popen, log_path: Path) -> None:
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             pytest.fail(f"scheduler {proc.pid} ignored SIGTERM:\n{log_path.read_text()}")
     assert proc.returncode == 0, log_path.read_text()
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -97,7 +79,7 @@ def _reaped(procs: list[subprocess.Popen]) -> Iterator[None]:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                _kill_group(proc)
+                kill_group(proc)
 
 
 def _wait_ray_idle(timeout: float = 60) -> None:
@@ -156,7 +138,7 @@ def test_sigkilled_scheduler_job_is_taken_over_and_ends_with_its_budget(
     log_path = tmp_path / "schedulers.log"
     with open_storage(fast_settings.database_url, fast_settings.artifact_dir) as db:
         job = queue_job(db, trials=budget, parallel=2, epochs=3)
-        first = _start(fast_settings, log_path)
+        first = start_scheduler(fast_settings, log_path)
         second = None
         with _reaped([first]):
             wait_for(
@@ -182,7 +164,7 @@ def test_sigkilled_scheduler_job_is_taken_over_and_ends_with_its_budget(
             # another ~3 s): the job still `running`, its in-flight trials still `running`.
             at_kill = db.list_trials(job.id)
             assert db.get_job(job.id).status == "running"
-            second = _start(fast_settings, log_path)
+            second = start_scheduler(fast_settings, log_path)
         with _reaped([second]):
             lost = {t.index for t in at_kill if t.status == "running"}
             finished = {t.index: t for t in at_kill if t.status in FINISHED}
@@ -239,7 +221,7 @@ def test_two_schedulers_on_postgres_run_each_job_exactly_once(
     log_path = tmp_path / "schedulers.log"
     with open_storage(settings.database_url, settings.artifact_dir) as db:
         jobs = [queue_job(db, trials=2, parallel=1, epochs=1, seed=i) for i in range(3)]
-        procs = [_start(settings, log_path) for _ in range(2)]
+        procs = [start_scheduler(settings, log_path) for _ in range(2)]
         with _reaped(procs):
             wait_for(
                 "three completed jobs",

@@ -4,23 +4,21 @@ lost", recorded and not counted), a second scheduler takes the job over once the
 heartbeat is stale and retrains it again under a new index, and every chosen trial ends with
 a completed final training.
 
-The search being finalized is stored by the driver with an instant fake runner (no training);
+The search being finalized is stored by the driver with a fake runner (no training, no wait);
 only the finalize trains (digits, 1 epoch). The crash-loop bound and PostgreSQL are covered
 without processes in tests/search/test_finalize_resume.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
-from service_helpers import PYTHON, service_env, settings_for, wait_for
+from service_helpers import kill_group, settings_for, start_scheduler, wait_for
 
+from fake_runner import FakeRunner
 from sparsearch.jobconfig import JobConfig, mark_queued, plan_finalize
 from sparsearch.search.driver import SearchDriver
 from sparsearch.storage import open_storage
@@ -29,58 +27,6 @@ pytestmark = pytest.mark.slow
 
 # Fast failure detection: beat every 0.3 s, stale after 2 s, poll every 0.2 s.
 FAST = dict(heartbeat_seconds=0.3, stale_after_seconds=2.0, scheduler_poll_seconds=0.2)
-
-
-class _InstantRunner:
-    """Trains nothing: each trial completes at once, scored by its size (for the search)."""
-
-    def __init__(self) -> None:
-        self.running: dict[int, object] = {}
-
-    def put(self, value):
-        return value
-
-    def submit(self, spec, data_ref):
-        self.running[len(self.running)] = spec
-        return len(self.running) - 1
-
-    def wait_one(self, refs, timeout=None):
-        return refs[0]
-
-    def result(self, ref):
-        from sparsearch.space.estimate import estimate
-        from sparsearch.worker.trial import TrialResult
-
-        spec = self.running[ref]
-        params = estimate(spec.arch, spec.pruning).params
-        return TrialResult(
-            accuracy=min(0.95, 0.2 + 0.07 * math.log(params)),
-            test_accuracy=0.5,
-            train_seconds=0.0,
-            param_count=params,
-            zero_fraction=0.0,
-            effective_spec=spec.to_dict(),
-        )
-
-    def cancel(self, ref):
-        pass
-
-
-def _start(settings, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "a") as log:
-        return subprocess.Popen(
-            [PYTHON, "-m", "sparsearch", "scheduler", "--log-level", "info"],
-            env=service_env(settings),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,  # its own process group, killed as a whole
-        )
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 def test_a_finalize_cut_by_a_sigkill_is_finished_by_the_next_scheduler(tmp_path, ray_address):
@@ -93,12 +39,12 @@ def test_a_finalize_cut_by_a_sigkill_is_finished_by_the_next_scheduler(tmp_path,
             epochs=1, seed=0, strategy="random",
         )  # fmt: skip
         search = db.create_job(dataset=cfg.dataset, config=cfg.to_dict())
-        assert SearchDriver(db, search.id, runner=_InstantRunner()).run().status == "completed"
+        assert SearchDriver(db, search.id, runner=FakeRunner(seconds=0)).run().status == "completed"
         fcfg, _ = plan_finalize(db, search.id, trials=[2, 3], epochs=1)
         job = db.create_job(dataset=fcfg.dataset, config=fcfg.to_dict())
         mark_queued(db, job)
         try:
-            procs.append(first := _start(settings, log_path))
+            procs.append(first := start_scheduler(settings, log_path))
             wait_for(
                 "the retraining of trial 2 to start",
                 lambda: (
@@ -113,7 +59,7 @@ def test_a_finalize_cut_by_a_sigkill_is_finished_by_the_next_scheduler(tmp_path,
             assert first.wait(timeout=30) == -signal.SIGKILL
             assert [(t.index, t.status) for t in db.list_trials(job.id)] == [(0, "running")]
 
-            procs.append(second := _start(settings, log_path))
+            procs.append(second := start_scheduler(settings, log_path))
             wait_for(
                 "the finalize job to end",
                 lambda: (
@@ -129,7 +75,7 @@ def test_a_finalize_cut_by_a_sigkill_is_finished_by_the_next_scheduler(tmp_path,
         finally:
             for proc in procs:
                 if proc.poll() is None:
-                    _kill(proc)
+                    kill_group(proc)
         ended = db.get_job(job.id)
         assert (ended.status, ended.error) == ("completed", None), log_path.read_text()
         for index in (2, 3):
