@@ -94,6 +94,18 @@ DEPLOYMENT_METRICS: tuple[str, ...] = (
     "int8_test_accuracy",
     "export_seconds",
 )
+#: Both deployment targets' measured numbers, stored with every trained trial (null where a
+#: target was not measured; ``c_error`` says why): the TFLM target's model file and arena, and
+#: the C target's firmware (``worker.c_target``): flash the model adds to a Cortex-M4 image,
+#: static RAM + peak stack, the peak stack alone, instructions per inference.
+TARGET_METRICS: tuple[str, ...] = (
+    "tflm_flash_bytes",
+    "tflm_ram_bytes",
+    "c_flash_bytes",
+    "c_ram_bytes",
+    "c_stack_bytes",
+    "instructions",
+)
 
 # --- the deployment runtime -------------------------------------------------------------------
 
