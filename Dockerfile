@@ -12,6 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Generated C models are measured as Cortex-M firmware: the Arm compiler and newlib build them,
+# QEMU runs the exported C projects (`make run`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 WORKDIR /app

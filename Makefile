@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 # without them every test process, CLI subprocess and Ray worker compiles the project again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup demo test test-quick docs datasets lint bench bench-quality screenshots browser clean
+.PHONY: setup demo test test-quick docs datasets toolchain lint bench bench-quality screenshots browser \
+	clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,9 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) toolchain
 
-demo: $(STAMP)
+demo: $(STAMP) toolchain
 	$(VENV)/bin/sparsearch search --dataset digits --flash 24KiB --ram 6KiB --trials 8 \
 		--parallel 2 --epochs 6 --seed 0 --db sqlite:///runs/demo.db --artifacts runs/artifacts
 
@@ -28,6 +29,13 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || apt-get install -y chromium \
 		|| (apt-get update && apt-get install -y chromium)
+
+# Generated C models are measured as Cortex-M firmware (worker/firmware.py): built with Debian's
+# Arm compiler and newlib, and run on QEMU by the tests; installed here when missing.
+TOOLCHAIN := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+toolchain:
+	@(command -v arm-none-eabi-gcc && command -v qemu-system-arm) >/dev/null \
+		|| apt-get install -y $(TOOLCHAIN) || (apt-get update && apt-get install -y $(TOOLCHAIN))
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist): most long tests wait (Ray, heartbeats,
 # subprocesses), so more processes than cores pays. PYTEST_ARGS adds options (--durations=30).
@@ -44,11 +52,11 @@ datasets:
 # (test-quick: 315 s of user time with torch's default threads, 281 s with one).
 test test-quick: export OMP_NUM_THREADS ?= 1
 
-test: $(STAMP) browser datasets
+test: $(STAMP) browser datasets toolchain
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The edit-test loop: every test that needs no Ray, no server and no browser.
-test-quick: $(STAMP)
+test-quick: $(STAMP) toolchain
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow and not ray" $(PYTEST_ARGS)
 
 # Re-take the dashboard screenshots in docs/screenshots (the README shows them).
