@@ -33,7 +33,7 @@ HEADER = """\
 int8_t *tiny_input(void);
 void tiny_invoke(void);
 const int8_t *tiny_output(void);
-int tiny_classify(const uint8_t *raw);
+int tiny_classify(const {raw_type} *raw);
 #endif
 """
 
@@ -69,10 +69,10 @@ void tiny_invoke(void)
     {body}
 }}
 
-int tiny_classify(const uint8_t *raw)
+int tiny_classify(const {raw_type} *raw)
 {{
     for (int i = 0; i < TINY_INPUT_BYTES; i++) {{
-        arena[i] = (int8_t)(raw[i] - 128);
+        arena[i] = (int8_t)(raw[i] - {raw_zero});
     }}
     tiny_invoke();
     int best = 0;
@@ -93,10 +93,13 @@ def tiny(
     stack_array: int = 0,
     body: str = "",
     broken: bool = False,
+    classify_dtype: str = "uint8",
 ) -> CProgram:
     """The test model: out[j] = saturate(sum_i in[i] * w[j][i] >> 7), ``rounds`` times over;
     ``extra_table`` bytes of constants it reads, a volatile local array of ``stack_array``
-    bytes, ``body`` appended to invoke, ``broken`` a syntax error."""
+    bytes, ``body`` appended to invoke, ``broken`` a syntax error. ``classify`` takes uint8
+    pixels (minus 128) or, for ``classify_dtype="int8"``, the int8 input itself."""
+    raw_type = f"{classify_dtype}_t"
     extra_decl = stack_decl = ""
     if extra_table:
         values = ", ".join(str(i % 127) for i in range(extra_table))
@@ -114,16 +117,18 @@ def tiny(
         stack_decl=stack_decl,
         rounds=rounds,
         body=body,
+        raw_type=raw_type,
+        raw_zero=128 if classify_dtype == "uint8" else 0,
     )
     if broken:
         source += "int oops(void) { return 1 }\n"
     return CProgram(
-        files={"tiny.h": HEADER.format(arena=arena), "tiny.c": source},
+        files={"tiny.h": HEADER.format(arena=arena, raw_type=raw_type), "tiny.c": source},
         prefix="tiny",
         input_bytes=IN,
         output_bytes=OUT,
         classify_bytes=IN,
-        classify_dtype="uint8",
+        classify_dtype=classify_dtype,
         arena_bytes=arena,
     )
 
@@ -161,6 +166,13 @@ def test_outputs_and_classes_match_the_formula(base, rng_inputs) -> None:
     assert base.compiler.startswith("arm-none-eabi-gcc")
     assert base.elf is not None and base.elf.is_file()
     assert ".text" in base.sections
+
+
+def test_classify_of_int8_samples(rng_inputs) -> None:
+    """Data stored as floats: P_classify takes the int8 input itself (const int8_t *)."""
+    inputs, _ = rng_inputs
+    fw = firmware.measure_firmware(tiny(classify_dtype="int8"), inputs[:2], inputs)
+    np.testing.assert_array_equal(fw.classes, reference(inputs).argmax(axis=1))
 
 
 def test_sizes_follow_the_program(base, rng_inputs) -> None:

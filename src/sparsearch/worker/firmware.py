@@ -159,7 +159,10 @@ def model_main(program: CProgram) -> str:
     """The model image's ``main.c`` (firmware_files/model_main.c.tmpl for this prefix)."""
     text = (template_dir() / MODEL_MAIN).read_text()
     return Template(text).substitute(
-        header=program.header, prefix=program.prefix, PREFIX=program.prefix.upper()
+        header=program.header,
+        prefix=program.prefix,
+        PREFIX=program.prefix.upper(),
+        raw_type="int8_t" if program.classify_dtype == "int8" else "uint8_t",
     )
 
 
