@@ -14,6 +14,8 @@ from .records import (
     ESTIMATE_KEYS,
     MEASURED_KEYS,
     METRIC_KEYS,
+    TARGET_METRIC_KEYS,
+    TEXT_METRIC_KEYS,
     ArtifactInfo,
     JobInfo,
     TokenInfo,
@@ -110,16 +112,32 @@ def estimate_values(estimates: dict[str, Any]) -> dict[str, int | None]:
     return values
 
 
-def metric_values(metrics: dict[str, Any]) -> dict[str, float | int | None]:
+def str_or_none(name: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be a string, not {value!r}")
+
+
+_INT_METRICS = frozenset((*ESTIMATE_KEYS, *TARGET_METRIC_KEYS))
+
+
+def metric_values(metrics: dict[str, Any]) -> dict[str, float | int | str | None]:
+    """Column values of a finished trial's ``metrics`` (``records.METRIC_KEYS``): integers
+    for the resource numbers, text for ``c_error``, floats for the rest."""
     unknown = set(metrics) - set(METRIC_KEYS)
     if unknown:
         raise ValueError(
             f"unknown metric key(s) {', '.join(sorted(unknown))}; "
             f"expected among {', '.join(METRIC_KEYS)}"
         )
-    out: dict[str, float | int | None] = {}
+    out: dict[str, float | int | str | None] = {}
     for key, value in metrics.items():
-        out[key] = int_or_none(key, value) if key in ESTIMATE_KEYS else float_or_none(key, value)
+        if key in _INT_METRICS:
+            out[key] = int_or_none(key, value)
+        elif key in TEXT_METRIC_KEYS:
+            out[key] = str_or_none(key, value)
+        else:
+            out[key] = float_or_none(key, value)
     return out
 
 
@@ -182,6 +200,13 @@ def trial_info(row: Trial) -> TrialInfo:
         est_ram_bytes=row.est_ram_bytes,
         est_activation_bytes=row.est_activation_bytes,
         export_seconds=row.export_seconds,
+        tflm_flash_bytes=row.tflm_flash_bytes,
+        tflm_ram_bytes=row.tflm_ram_bytes,
+        c_flash_bytes=row.c_flash_bytes,
+        c_ram_bytes=row.c_ram_bytes,
+        c_stack_bytes=row.c_stack_bytes,
+        instructions=row.instructions,
+        c_error=row.c_error,
         deployment=row.deployment,
         final=row.final,
         feasible=bool(row.feasible),

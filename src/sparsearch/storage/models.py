@@ -134,6 +134,16 @@ class Trial(Base):
     int8_accuracy: Mapped[float | None] = mapped_column(Float)
     int8_test_accuracy: Mapped[float | None] = mapped_column(Float)
     export_seconds: Mapped[float | None] = mapped_column(Float)
+    # Both deployment targets' measured numbers (vocabulary.TARGET_METRICS): the TFLM target's
+    # model file and arena, the C target's Cortex-M4 firmware; c_error says why the C numbers
+    # are null (null when measured).
+    tflm_flash_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    tflm_ram_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    c_flash_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    c_ram_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    c_stack_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    instructions: Mapped[int | None] = mapped_column(BigInteger)
+    c_error: Mapped[str | None] = mapped_column(Text)
     # What firmware needs of the shipped model (quantization, preprocessing, operators, ...).
     deployment: Mapped[dict[str, Any] | None]
     # The trial's final training (`finalize`): status, epochs, metrics, deployment.

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, case, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..vocabulary import JOB_STATUSES, accounted_flash_field
+from ..vocabulary import JOB_STATUSES, TARGET_METRICS, accounted_flash_field
 from .models import Job, Trial
 from .records import TrialInfo, check_trial_status
 
@@ -35,6 +35,8 @@ TRIAL_SORT_KEYS: tuple[str, ...] = (
     "train_seconds",
     "gen_seconds",
     "export_seconds",
+    # both deployment targets' measured numbers (vocabulary.TARGET_METRICS)
+    *TARGET_METRICS,
 )
 
 # Statuses sort in lifecycle order (queued first), not alphabetically.

@@ -16,6 +16,7 @@ from ..vocabulary import (
     FINISHED_JOB_STATUSES,
     FINISHED_TRIAL_STATUSES,
     JOB_STATUSES,
+    TARGET_METRICS,
     TRIAL_STATUSES,
 )
 
@@ -48,8 +49,18 @@ FLOAT_METRIC_KEYS: tuple[str, ...] = (
     "int8_test_accuracy",
     "export_seconds",
 )
+#: Integer numbers of both deployment targets a trained trial may carry
+#: (``vocabulary.TARGET_METRICS``), stored as measured: no estimate precedes them.
+TARGET_METRIC_KEYS: tuple[str, ...] = TARGET_METRICS
+#: Text metrics a finished trial may carry: why the C target's numbers are null.
+TEXT_METRIC_KEYS: tuple[str, ...] = ("c_error",)
 #: Keys ``finish_trial(metrics=...)`` accepts.
-METRIC_KEYS: tuple[str, ...] = (*FLOAT_METRIC_KEYS, *ESTIMATE_KEYS)
+METRIC_KEYS: tuple[str, ...] = (
+    *FLOAT_METRIC_KEYS,
+    *ESTIMATE_KEYS,
+    *TARGET_METRIC_KEYS,
+    *TEXT_METRIC_KEYS,
+)
 
 
 #: Ids of uploaded datasets: ``ds_`` + 12 hex digits. A job's ``dataset`` that matches names an
@@ -181,6 +192,36 @@ class TrialInfo:
     est_activation_bytes: int | None
     export_seconds: float | None = field(
         metadata={"doc": "Seconds spent on int8 export and TFLM measurement"}
+    )
+    tflm_flash_bytes: int | None = field(
+        metadata={
+            "doc": "TFLite Micro target: the stripped int8 .tflite's size in bytes, as measured "
+            "(null: not deployed)"
+        }
+    )
+    tflm_ram_bytes: int | None = field(
+        metadata={"doc": "TFLite Micro target: the TFLM arena in bytes, as measured"}
+    )
+    c_flash_bytes: int | None = field(
+        metadata={
+            "doc": "C target (interpreter-free C, Cortex-M4 firmware): the flash the model adds "
+            "to the image, in bytes (null: not measured, c_error says why)"
+        }
+    )
+    c_ram_bytes: int | None = field(
+        metadata={"doc": "C target: static RAM plus peak stack of the firmware, in bytes"}
+    )
+    c_stack_bytes: int | None = field(
+        metadata={"doc": "C target: the firmware's peak stack alone, in bytes"}
+    )
+    instructions: int | None = field(
+        metadata={"doc": "C target: instructions one inference executes on the Cortex-M4"}
+    )
+    c_error: str | None = field(
+        metadata={
+            "doc": "Why the C target's numbers are null (e.g. arm-none-eabi-gcc not found); "
+            "null when they were measured"
+        }
     )
     deployment: dict[str, Any] | None = field(
         repr=False,

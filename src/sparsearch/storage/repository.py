@@ -133,7 +133,10 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
 
         ``metrics`` may hold the float and int8 accuracies, export_seconds and any estimate
         key (``measured=True``: flash / RAM / activation are measured values, which replace
-        the estimates while ``est_*`` keep them). Arguments left at None keep the stored
+        the estimates while ``est_*`` keep them), and both deployment targets' numbers
+        (``vocabulary.TARGET_METRICS``) with ``c_error``, the text saying why the C target's
+        are null (``records.METRIC_KEYS``; a key given as None stores null, a key left out
+        keeps the stored value). Arguments left at None keep the stored
         value (``charged`` too: False for a trial a graceful stop cut short, which then does
         not count against the budget). Artifacts of a kind already stored are replaced.
         """

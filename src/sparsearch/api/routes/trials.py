@@ -27,7 +27,7 @@ from sparsearch.api.schemas import (
 from sparsearch.api.views import front_trial, front_trial_json
 from sparsearch.storage.queries import TRIAL_SORT_KEYS
 from sparsearch.storage.records import TrialInfo
-from sparsearch.vocabulary import TRIAL_STATUSES, accounted_flash_field
+from sparsearch.vocabulary import TARGET_METRICS, TRIAL_STATUSES, accounted_flash_field
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["trials"])
 
@@ -35,7 +35,8 @@ TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 # The storage's sort keys, as an enum in the OpenAPI schema (each also descending with "-").
 TrialSort = Literal[tuple(k for key in TRIAL_SORT_KEYS for k in (key, f"-{key}"))]  # type: ignore[misc]
 #: The front's CSV: the trial fields of these names as the JSON front has them (booleans
-#: ``true``/``false``, null empty), then the pruning and the job's flash accounting.
+#: ``true``/``false``, null empty), then the pruning, the job's flash accounting and both
+#: deployment targets' numbers.
 CSV_FIELDS = (
     "index",
     "accuracy",
@@ -50,12 +51,16 @@ CSV_FIELDS = (
     "param_count",
     "measured",  # whether flash / RAM / activation are measured on TFLM or estimated
 )
+#: Both deployment targets' measured numbers and why the C target's are missing, after the
+#: columns above (added later: the earlier columns keep their places).
+CSV_TARGET_FIELDS = (*TARGET_METRICS, "c_error")
 CSV_COLUMNS = (
     *CSV_FIELDS,
     "pruning_method",
     "pruning_level",
     "flash_accounting",  # the job's: which number its flash limit counts
     "accounted_flash_bytes",  # that number (flash_bytes, or nnz_flash_bytes under sparse)
+    *CSV_TARGET_FIELDS,
 )
 DEFAULT_PAGE = 50
 JSON = "application/json"
@@ -165,6 +170,7 @@ def _csv(job_id: str, trials: list[TrialInfo], accounting: str) -> Response:
                 t.pruning.get("level", 0.0),
                 accounting,
                 getattr(t, field),
+                *(getattr(t, name) for name in CSV_TARGET_FIELDS),
             ]
         )
     return Response(
