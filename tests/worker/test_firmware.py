@@ -208,14 +208,21 @@ def test_block_counting_equals_per_instruction_hook(cpu: str, rng_inputs, tmp_pa
     _, elf = firmware.build_images(tiny(rounds=2), tmp_path, gcc, cpu)
     counts = {}
     for count_with in ("block", "code"):
-        emu = Emulator(elf, cpu, max_instructions=10**8, call_timeout_s=10, count_with=count_with)
+        emu = Emulator(
+            elf,
+            cpu,
+            max_instructions=10**8,
+            call_timeout_s=10,
+            count_with=count_with,
+            scratch_bytes=IN,
+        )
         at = emu.call("tiny_input").result
         runs = []
         for x, r in zip(inputs, raw, strict=True):
             emu.write(at, x.tobytes())
             runs.append(emu.call("tiny_invoke"))
-            emu.write(emu.free_ram, r.tobytes())
-            runs.append(emu.call("tiny_classify", emu.free_ram))
+            emu.write(emu.scratch, r.tobytes())
+            runs.append(emu.call("tiny_classify", emu.scratch))
         counts[count_with] = runs
     assert counts["block"] == counts["code"]
     if cpu == "cortex-m4":

@@ -100,6 +100,7 @@ class Emulator:
         max_instructions: int,
         call_timeout_s: float,
         count_with: str = "block",
+        scratch_bytes: int = 0,
     ) -> None:
         self.max_instructions = max_instructions
         self.call_timeout_s = call_timeout_s
@@ -119,8 +120,16 @@ class Emulator:
             self._load(elf)
         self.uc.mem_protect(FLASH_BASE, FLASH_SIZE, UC_PROT_READ | UC_PROT_EXEC)  # as on chip
         self.stack_top = self.symbols["__stack_top"]
-        #: First free RAM after the image's static data (16-byte aligned): caller scratch.
-        self.free_ram = (self.symbols["__bss_end"] + 15) & ~15
+        #: ``scratch_bytes`` of free RAM past the image's static data (16-byte aligned) for the
+        #: caller's arguments (a raw sample): never painted, not counted as the model's.
+        self.scratch = (self.symbols["__bss_end"] + 15) & ~15
+        self._paint_floor = (self.scratch + scratch_bytes + 3) & ~3
+        if self._paint_floor >= self.stack_top - 1024:
+            raise TrialError(
+                "the firmware image leaves no free RAM for the stack",
+                hint="the model's static buffers fill the board's 4 MiB of RAM: far too large "
+                "for a microcontroller",
+            )
         self._count = 0
         self._blocks: dict[int, int] = {}
         self._it_pending: deque[int] = deque()
@@ -205,10 +214,10 @@ class Emulator:
         return bytes(self.uc.mem_read(address, size))
 
     def call(self, name: str, arg: int = 0) -> Call:
-        """Run function ``name(arg)`` from a fresh stack to its return."""
+        """Run function ``name(arg)`` from a fresh stack (sp = __stack_top) to its return."""
         func = self.address(name)
         sp = self.stack_top
-        paint_low = max(self.free_ram, sp - PAINT_BYTES)
+        paint_low = max(self._paint_floor, sp - PAINT_BYTES)
         words = (sp - paint_low) // 4
         paint_low = sp - 4 * words
         self.uc.mem_write(paint_low, np.full(words, PAINT_WORD, dtype="<u4").tobytes())

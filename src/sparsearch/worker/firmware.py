@@ -74,6 +74,12 @@ LINKER_SCRIPT = "mps2-an386.ld"
 STARTUP_SOURCES = ("startup.c", "semihost.c")
 EMPTY_MAIN = "empty_main.c"
 MODEL_MAIN = "model_main.c.tmpl"
+#: qemu-system-arm's options for an image (then ``-kernel X.elf``): the mps2-an386 board, no
+#: display, monitor or UART; semihosting on, its output on the host's stdout.
+QEMU_ARGS = (
+    *("-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null"),
+    *("-semihosting-config", "enable=on,target=native"),
+)
 #: Seconds one compile-and-link may take.
 BUILD_TIMEOUT_S = 120
 #: Per-call limits of the emulation: a runaway program fails the trial instead of hanging it.
@@ -336,7 +342,11 @@ def measure_firmware(
         model_flash, model_ram = flash_and_ram(model_elf)
         sections = section_sizes(model_elf)
         emulator = Emulator(
-            model_elf, cpu, max_instructions=max_instructions, call_timeout_s=call_timeout_s
+            model_elf,
+            cpu,
+            max_instructions=max_instructions,
+            call_timeout_s=call_timeout_s,
+            scratch_bytes=program.classify_bytes,
         )
         p = program.prefix
         input_at = emulator.call(f"{p}_input").result & 0xFFFF_FFFF
@@ -355,8 +365,8 @@ def measure_firmware(
             classify_instructions = 0
             for n, sample in enumerate(raw):
                 # the raw sample sits in free RAM past .bss: the caller's, not the model's
-                emulator.write(emulator.free_ram, np.ascontiguousarray(sample).tobytes())
-                call = emulator.call(f"{p}_classify", emulator.free_ram)
+                emulator.write(emulator.scratch, np.ascontiguousarray(sample).tobytes())
+                call = emulator.call(f"{p}_classify", emulator.scratch)
                 classes[n] = call.result
                 classify_instructions = max(classify_instructions, call.instructions)
                 stack = max(stack, call.stack_bytes)
@@ -393,20 +403,7 @@ def run_in_qemu(elf_path: Path, timeout_s: float = 30.0) -> tuple[int, str]:
         raise TrialError(
             "qemu-system-arm was not found", hint="install the Debian package qemu-system-arm"
         )
-    command = [
-        qemu,
-        "-machine",
-        "mps2-an386",
-        "-nographic",
-        "-monitor",
-        "none",
-        "-serial",
-        "null",
-        "-semihosting-config",
-        "enable=on,target=native",
-        "-kernel",
-        str(elf_path),
-    ]
+    command = [qemu, *QEMU_ARGS, "-kernel", str(elf_path)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
