@@ -21,6 +21,7 @@ naming the function, so a broken program costs a trial instead of hanging a work
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,12 @@ def thumb_instructions(code: bytes) -> int:
         i += 2 if (int(halfwords[i]) >> 11) >= 0b11101 else 1
         count += 1
     return count
+
+
+@functools.lru_cache(maxsize=4)
+def _paint(words: int) -> bytes:
+    """``words`` copies of PAINT_WORD (built once per size: every call paints)."""
+    return np.full(words, PAINT_WORD, dtype="<u4").tobytes()
 
 
 class Emulator:
@@ -220,7 +227,7 @@ class Emulator:
         paint_low = max(self._paint_floor, sp - PAINT_BYTES)
         words = (sp - paint_low) // 4
         paint_low = sp - 4 * words
-        self.uc.mem_write(paint_low, np.full(words, PAINT_WORD, dtype="<u4").tobytes())
+        self.uc.mem_write(paint_low, _paint(words))
         uc = self.uc
         uc.reg_write(arm.UC_ARM_REG_SP, sp)
         uc.reg_write(arm.UC_ARM_REG_LR, STOP | 1)
@@ -254,7 +261,7 @@ class Emulator:
                 hint="the generated C does not terminate, or the model is far too large "
                 "for a microcontroller",
             )
-        stack = np.frombuffer(self.read(paint_low, 4 * words), dtype="<u4")
+        stack = np.frombuffer(uc.mem_read(paint_low, 4 * words), dtype="<u4")
         touched = np.flatnonzero(stack != PAINT_WORD)
         stack_bytes = 0 if touched.size == 0 else sp - (paint_low + 4 * int(touched[0]))
         if touched.size and touched[0] == 0:
