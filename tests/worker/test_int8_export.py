@@ -159,3 +159,52 @@ def test_an_unconvertible_model_raises_a_trial_error_with_the_reason():
 def test_tflm_rejecting_a_model_is_a_trial_error_not_a_crash():
     with pytest.raises(TrialError, match="TFLM could not run the model"):
         run_tflm(b"TFL3" + b"\0" * 64)
+
+
+# -- the C target (worker.c_target): generated, checked bit-exact, measured as firmware ------------
+
+
+def test_every_deployment_measures_the_c_target_bit_exact_with_tflm(digits, deployed):
+    c = deployed.c
+    assert c is not None and deployed.c_error is None
+    images = deployed.metadata["int8_eval_images"]
+    assert c.images == images["val"] + images["test"] > 0  # every evaluation image compared
+    # the whole model on the chip: well under the .tflite (which holds no kernels) + 2 KiB,
+    # and under TFLM's arena (no interpreter bookkeeping)
+    assert 0 < deployed.c_flash_bytes <= deployed.flash_bytes + 2048
+    assert 0 < deployed.c_ram_bytes < deployed.ram_bytes
+    assert deployed.c_ram_bytes == c.static_ram_bytes + deployed.c_stack_bytes
+    assert c.static_ram_bytes >= c.program.arena_bytes
+    assert deployed.instructions > 0
+    m = deployed.measurements()
+    assert (m["tflm_flash_bytes"], m["tflm_ram_bytes"]) == (deployed.flash_bytes, deployed.ram_bytes)
+    assert m["c_flash_bytes"] == c.flash_bytes and m["c_error"] is None
+    meta = deployed.metadata["c"]
+    assert meta["bit_exact_images"] == c.images and meta["cpu"] == "cortex-m4"
+
+
+def test_8bit_images_are_scored_on_the_bytes_classify_feeds_the_model(digits, deployed):
+    from sparsearch.codegen.preprocess import Preprocess
+    from sparsearch.worker.deploy import raw_pixels
+
+    inp = deployed.metadata["input"]
+    pre = Preprocess((8, 8, 1), (8, 8, 1), digits.pixel_scale, inp["scale"], inp["zero_point"])
+    raw = raw_pixels(digits.x_test, digits.pixel_scale)
+    assert raw.max() == 16  # digits' 0..16 pixels, recovered exactly
+    run = run_tflm(deployed.tflite, {"test": pre.apply(raw)})
+    acc = float((run.predictions("test") == digits.y_test).mean())
+    assert acc == deployed.int8_test_accuracy
+
+
+def test_without_the_arm_compiler_the_c_numbers_are_null_with_the_reason(
+    digits, trained, monkeypatch
+):
+    monkeypatch.setenv("SPARSEARCH_ARM_GCC", "/nonexistent/arm-none-eabi-gcc")
+    model, x_train, x_val, x_test = trained
+    got = deploy(model, ARCH, digits, x_train, x_val, x_test)
+    assert got.c is None and got.c_flash_bytes is None and got.instructions is None
+    assert "/nonexistent/arm-none-eabi-gcc" in got.c_error
+    assert got.metadata["c"] == {"error": got.c_error}
+    assert got.flash_bytes == len(got.tflite)  # the TFLM numbers are there all the same
+    with pytest.raises(TrialError, match="arm-none-eabi-gcc"):
+        deploy(model, ARCH, digits, x_train, x_val, x_test, c_required=True)

@@ -38,8 +38,15 @@ def generate(
         )
     model = read_model(tflite)
     layers = passes.layers(model)
-    return emit(model, layers, prefix=prefix, source_hwc=source_hwc, pixel_scale=pixel_scale,
-                title=title, class_names=class_names)
+    return emit(
+        model,
+        layers,
+        prefix=prefix,
+        source_hwc=source_hwc,
+        pixel_scale=pixel_scale,
+        title=title,
+        class_names=class_names,
+    )
 
 
 def steps(layers: Sequence[Layer]) -> list[planner.Step]:
@@ -88,8 +95,11 @@ def emit(
         classify_dtype=pre.raw_dtype,
         arena_bytes=plan.arena_bytes,
         info={
-            "input": {"shape_hwc": list(in_hwc), "scale": x.scales[0],
-                      "zero_point": x.zero_points[0]},
+            "input": {
+                "shape_hwc": list(in_hwc),
+                "scale": x.scales[0],
+                "zero_point": x.zero_points[0],
+            },
             "output": {"classes": y.numel, "scale": y.scales[0], "zero_point": y.zero_points[0]},
             "arena_bytes": plan.arena_bytes,
             "arena_lower_bound": plan.lower_bound,
@@ -105,8 +115,9 @@ def emit(
 def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     dims = (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else shape
     if len(dims) != 4 or dims[0] != 1:
-        raise ModelError(f"the model's input has shape {list(shape)}; expected [1, H, W, C]",
-                         ops.HINT)
+        raise ModelError(
+            f"the model's input has shape {list(shape)}; expected [1, H, W, C]", ops.HINT
+        )
     return int(dims[1]), int(dims[2]), int(dims[3])
 
 
@@ -244,8 +255,9 @@ def _source(prefix, up, layers, plan, pre, out_bytes, x_index, y_index) -> str: 
         if lay.kernel is None:
             parts.append(f"    /* {lay.comment} */")
             continue
-        parts.append(f"    {lay.kernel}(&L{lay.op.index}, AT({src}), AT({dst}));"
-                     f"  /* {lay.comment} */")
+        parts.append(
+            f"    {lay.kernel}(&L{lay.op.index}, AT({src}), AT({dst}));  /* {lay.comment} */"
+        )
     parts += [
         "}",
         "",

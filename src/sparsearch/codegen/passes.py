@@ -98,7 +98,9 @@ def _flatten_fold(
 
 def _int8_activation(t: Tensor) -> bool:
     return (
-        t.dtype == "int8" and not t.is_const and len(t.scales) == 1
+        t.dtype == "int8"
+        and not t.is_const
+        and len(t.scales) == 1
         and -128 <= t.zero_points[0] <= 127
     )
 
@@ -127,7 +129,9 @@ def layers(model: Model) -> list[Layer]:
             pads = int_values(model.tensor(op.inputs[1]))
             try:
                 special[target.index] = conv.lower(
-                    target, model, pads=((pads[2], pads[3]), (pads[4], pads[5])),
+                    target,
+                    model,
+                    pads=((pads[2], pads[3]), (pads[4], pads[5])),
                     source=op.inputs[0],
                 )
             except ModelError:

@@ -84,9 +84,7 @@ def plan(steps: Sequence[Step], sizes: dict[int, int], graph_input: int, graph_o
             members[src].extend(members.pop(out))
             for m in members[src]:
                 group[m] = src
-    groups = {
-        g: [Segment(sizes[t], first[t], last[t]) for t in ts] for g, ts in members.items()
-    }
+    groups = {g: [Segment(sizes[t], first[t], last[t]) for t in ts] for g, ts in members.items()}
     best: dict[int, int] | None = None
     best_size = 0
     for order in _orders(groups):
@@ -97,8 +95,10 @@ def plan(steps: Sequence[Step], sizes: dict[int, int], graph_input: int, graph_o
     assert best is not None
     bound = max(  # a group's segments alive together share their start: the largest counts
         (
-            sum(max((s.size for s in segs if s.first <= t <= s.last), default=0)
-                for segs in groups.values())
+            sum(
+                max((s.size for s in segs if s.first <= t <= s.last), default=0)
+                for segs in groups.values()
+            )
             for t in range(n + 1)
         ),
         default=0,

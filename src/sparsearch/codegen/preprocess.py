@@ -55,7 +55,10 @@ class Preprocess:
         n_max = max(e - s for s, e in rows) * max(e - s for s, e in cols)
         assert self.pixel_scale is not None
         return [0] + [
-            min(_MAX_MULT, int(math.floor(self.pixel_scale / (n * self.input_scale) * 2**_SHIFT + 0.5)))
+            min(
+                _MAX_MULT,
+                int(math.floor(self.pixel_scale / (n * self.input_scale) * 2**_SHIFT + 0.5)),
+            )
             for n in range(1, n_max + 1)
         ]
 
@@ -91,28 +94,49 @@ class Preprocess:
         def table(name: str, vals: list[int], t: str) -> str:
             return f"static const {t} {name}[{len(vals)}] = {{{', '.join(map(str, vals))}}};\n"
 
-        lines = [
-            f"/* {h}x{w}x{c} pixels -> {mh}x{mw}x{c} int8: area average (the pixel sum of each\n"
-            f" * window times a Q{_SHIFT} factor per window size, rounded), then the zero point. */\n",
-            table("pre_row0", [s for s, _ in rows], ctype),
-            table("pre_row1", [e for _, e in rows], ctype),
-            table("pre_col0", [s for s, _ in cols], ctype),
-            table("pre_col1", [e for _, e in cols], ctype),
-            table("pre_mult", self.multipliers(), "uint32_t"),
-            "static void preprocess(const uint8_t *raw, int8_t *dst)\n{\n",
-            f"    for (int i = 0; i < {mh}; ++i) {{\n",
-            f"        for (int j = 0; j < {mw}; ++j) {{\n",
-            "            const int n = (pre_row1[i] - pre_row0[i]) * (pre_col1[j] - pre_col0[j]);\n",
-            f"            for (int ch = 0; ch < {c}; ++ch) {{\n",
-            "                uint32_t sum = 0;\n",
-            "                for (int y = pre_row0[i]; y < pre_row1[i]; ++y) {\n",
-            "                    for (int x = pre_col0[j]; x < pre_col1[j]; ++x) {\n",
-            f"                        sum += raw[(y * {w} + x) * {c} + ch];\n",
-            "                    }\n                }\n",
-            f"                uint64_t q = ((uint64_t)sum * pre_mult[n] + (1u << {_SHIFT - 1})) >> {_SHIFT};\n",
-            "                int32_t v = (int32_t)(q > 255 ? 255 : q)"
-            f" + ({self.input_zero_point});\n",
-            "                *dst++ = (int8_t)(v > 127 ? 127 : (v < -128 ? -128 : v));\n",
-            "            }\n        }\n    }\n}\n",
-        ]
-        return "".join(lines)
+        tables = "".join(
+            table(name, vals, ctype)
+            for name, vals in (
+                ("pre_row0", [a for a, _ in rows]),
+                ("pre_row1", [b for _, b in rows]),
+                ("pre_col0", [a for a, _ in cols]),
+                ("pre_col1", [b for _, b in cols]),
+            )
+        )
+        return _AREA_C.format(
+            h=h,
+            w=w,
+            c=c,
+            mh=mh,
+            mw=mw,
+            shift=_SHIFT,
+            half=1 << (_SHIFT - 1),
+            zp=self.input_zero_point,
+            tables=tables + table("pre_mult", self.multipliers(), "uint32_t"),
+        )
+
+
+_AREA_C = r"""/* {h}x{w}x{c} pixels -> {mh}x{mw}x{c} int8: the pixel sum of each area window times a
+ * Q{shift} factor per window size (scale to [0, 1], average, divide by the input scale),
+ * rounded half up, plus the zero point. */
+{tables}
+static void preprocess(const uint8_t *raw, int8_t *dst)
+{{
+    for (int i = 0; i < {mh}; ++i) {{
+        for (int j = 0; j < {mw}; ++j) {{
+            const int n = (pre_row1[i] - pre_row0[i]) * (pre_col1[j] - pre_col0[j]);
+            for (int ch = 0; ch < {c}; ++ch) {{
+                uint32_t sum = 0;
+                for (int y = pre_row0[i]; y < pre_row1[i]; ++y) {{
+                    for (int x = pre_col0[j]; x < pre_col1[j]; ++x) {{
+                        sum += raw[(y * {w} + x) * {c} + ch];
+                    }}
+                }}
+                const uint64_t q = ((uint64_t)sum * pre_mult[n] + {half}u) >> {shift};
+                const int32_t v = (int32_t)(q > 255 ? 255 : q) + ({zp});
+                *dst++ = (int8_t)(v > 127 ? 127 : v);
+            }}
+        }}
+    }}
+}}
+"""

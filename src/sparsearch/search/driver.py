@@ -21,7 +21,12 @@ from sparsearch.search.pareto import refresh_front
 from sparsearch.search.screen import Costs, Screen
 from sparsearch.search.strategies import Proposal, Result, Strategy, make_strategy
 from sparsearch.space.spec import TrainSpec, TrialSpec
-from sparsearch.vocabulary import DEPLOYMENT_METRICS, UNFINISHED_JOB_STATUSES, accounted_flash
+from sparsearch.vocabulary import (
+    DEPLOYMENT_METRICS,
+    TARGET_METRICS,
+    UNFINISHED_JOB_STATUSES,
+    accounted_flash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +351,7 @@ class SearchDriver:
         flash, ram, feasible = costs.flash, costs.ram, True
         if measured:
             metrics.update({k: getattr(outcome, k) for k in DEPLOYMENT_METRICS})
+            metrics.update({k: getattr(outcome, k, None) for k in (*TARGET_METRICS, "c_error")})
             values = {**costs.estimates, **metrics}
             flash, ram = _flash(self.cfg, values), outcome.ram_bytes
             feasible = self._within_measured(index, costs, flash, ram)

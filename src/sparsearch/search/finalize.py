@@ -24,6 +24,7 @@ from typing import Any
 
 from sparsearch.jobconfig import FinalizePlan, JobConfig
 from sparsearch.search.strategies.base import Proposal, Result
+from sparsearch.vocabulary import TARGET_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class FinalRecorder:
             "flash_bytes": outcome.flash_bytes,
             "ram_bytes": outcome.ram_bytes,
             "activation_bytes": outcome.activation_bytes,
+            **{k: getattr(outcome, k, None) for k in (*TARGET_METRICS, "c_error")},
             "feasible": feasible,
             "train_seconds": outcome.train_seconds,
             "export_seconds": outcome.export_seconds,

@@ -83,23 +83,30 @@ class HostModel:
         raw_type = "int8_t" if program.classify_dtype == "int8" else "uint8_t"
         (self._dir / "runner.c").write_text(
             _RUNNER.format(
-                source=program.source, p=p, raw_bytes=program.classify_bytes,
-                in_bytes=program.input_bytes, out_bytes=program.output_bytes, raw_type=raw_type,
+                source=program.source,
+                p=p,
+                raw_bytes=program.classify_bytes,
+                in_bytes=program.input_bytes,
+                out_bytes=program.output_bytes,
+                raw_type=raw_type,
             )
         )
         self.exe = self._dir / "runner"
         cmd = [host_cc(), *_FLAGS, "-o", str(self.exe), str(self._dir / "runner.c")]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                                  check=False)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+            )
         except subprocess.TimeoutExpired as e:
             self.close()
             raise TrialError(f"the host build of the C model took over {BUILD_TIMEOUT_S} s") from e
         if proc.returncode != 0:
             self.close()
             first = " | ".join(proc.stderr.strip().splitlines()[:4])[:600]
-            raise TrialError(f"the generated C model does not build on the host: {first}",
-                             "this is a bug in sparsearch's C generator; use --target tflm")
+            raise TrialError(
+                f"the generated C model does not build on the host: {first}",
+                "this is a bug in sparsearch's C generator; use --target tflm",
+            )
 
     def __enter__(self) -> HostModel:
         return self
@@ -112,8 +119,13 @@ class HostModel:
 
     def _run(self, mode: bytes, data: bytes) -> bytes:
         try:
-            proc = subprocess.run([str(self.exe)], input=mode + data, capture_output=True,
-                                  timeout=RUN_TIMEOUT_S, check=False)
+            proc = subprocess.run(
+                [str(self.exe)],
+                input=mode + data,
+                capture_output=True,
+                timeout=RUN_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired as e:
             raise TrialError(f"the host build of the C model ran over {RUN_TIMEOUT_S} s") from e
         if proc.returncode != 0:
@@ -127,8 +139,9 @@ class HostModel:
         """(N, ...) int8 model inputs -> (N, outputs) int8."""
         x = np.ascontiguousarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
         if x.shape[1] != self.program.input_bytes:
-            raise TrialError(f"inputs of {x.shape[1]} bytes for a model taking "
-                             f"{self.program.input_bytes}")
+            raise TrialError(
+                f"inputs of {x.shape[1]} bytes for a model taking {self.program.input_bytes}"
+            )
         out = self._run(b"i", x.tobytes())
         return np.frombuffer(out, dtype=np.int8).reshape(len(x), self.program.output_bytes)
 

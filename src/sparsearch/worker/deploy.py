@@ -1,6 +1,12 @@
 """From a trained float model to what ships, measured: the stripped int8 ``.tflite``, its C
 source, and the numbers TFLite Micro reports for it (flash = file size, RAM = arena, int8
-accuracy over validation and test images run through the interpreter).
+accuracy over validation and test images run through the interpreter), and the interpreter-free
+C model generated from the same file (``worker.c_target``: bit-exact with TFLM on every one of
+those images, measured as Cortex-M4 firmware).
+
+The int8 inputs of 8-bit image data sets are made from the raw pixels by the integer
+preprocessing the generated ``classify`` runs (``codegen.preprocess``), so both targets are
+scored on exactly the bytes the firmware sees; data stored as floats are quantized as before.
 
 Pure and Ray-free like ``run_trial``, which calls :func:`deploy` for every trained trial (and
 ``finalize`` for a retrained one).
@@ -15,12 +21,15 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from sparsearch.codegen.preprocess import Preprocess
 from sparsearch.datasets import Dataset
 from sparsearch.datasets.checks import stratified_split
+from sparsearch.errors import TrialError
 from sparsearch.space.spec import ArchSpec
-from sparsearch.vocabulary import DEPLOYMENT_METRICS
+from sparsearch.vocabulary import DEPLOYMENT_METRICS, TARGET_METRICS
 from sparsearch.worker import tflite
 from sparsearch.worker.c_source import c_source_zip, resolver_method
+from sparsearch.worker.c_target import CTarget, measure_c
 from sparsearch.worker.tflm import run_tflm
 
 #: At most this many validation images (a fixed stratified sample) give ``int8_accuracy``, the
@@ -43,18 +52,55 @@ class Deployment:
     #: What firmware needs (input/output quantization, preprocessing, classes, operators,
     #: arena, versions): the trial's ``deployment`` JSON, also in the C header.
     metadata: dict[str, Any]
+    #: The C target, or None with ``c_error`` saying why it was not measured.
+    c: CTarget | None = None
+    c_error: str | None = None
+
+    @property
+    def tflm_flash_bytes(self) -> int:
+        return self.flash_bytes
+
+    @property
+    def tflm_ram_bytes(self) -> int:
+        return self.ram_bytes
+
+    @property
+    def c_flash_bytes(self) -> int | None:
+        return self.c.flash_bytes if self.c else None
+
+    @property
+    def c_ram_bytes(self) -> int | None:
+        return self.c.ram_bytes if self.c else None
+
+    @property
+    def c_stack_bytes(self) -> int | None:
+        return self.c.stack_bytes if self.c else None
+
+    @property
+    def instructions(self) -> int | None:
+        return self.c.instructions if self.c else None
 
     def measurements(self) -> dict[str, Any]:
         """The measured trial metrics, keyed as a trial stores them."""
-        return {k: getattr(self, k) for k in DEPLOYMENT_METRICS}
+        keys = (*DEPLOYMENT_METRICS, *TARGET_METRICS, "c_error")
+        return {k: getattr(self, k) for k in keys}
 
 
-def eval_sample(x: np.ndarray, y: np.ndarray, n: int = INT8_EVAL_SAMPLES) -> tuple[Any, Any]:
-    """All of (x, y) if it has at most ``n`` images, else a fixed stratified sample of ``n``."""
+def eval_indices(y: np.ndarray, n: int = INT8_EVAL_SAMPLES) -> np.ndarray:
+    """Indices of all of ``y`` if it has at most ``n`` images, else of a fixed stratified
+    sample of ``n``."""
+    idx = np.arange(len(y))
     if len(y) <= n:
-        return x, y
-    xs, _, ys, _ = stratified_split(x, y, train_size=n, seed=0, what="int8 evaluation sample")
-    return xs, ys
+        return idx
+    picked, _, _, _ = stratified_split(idx, y, train_size=n, seed=0, what="int8 evaluation sample")
+    return np.asarray(picked)
+
+
+def raw_pixels(x: np.ndarray, pixel_scale: float) -> np.ndarray:
+    """The stored 8-bit pixels of float (N, C, H, W) images made as ``pixel * pixel_scale``,
+    as (N, H, W, C) uint8: the raw image a camera buffer holds."""
+    raw = np.rint(np.asarray(x, dtype=np.float64) / pixel_scale)
+    return np.ascontiguousarray(np.clip(raw, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 def preprocessing(data: Dataset, arch: ArchSpec) -> dict[str, Any]:
@@ -87,29 +133,65 @@ def deploy(
     x_test: np.ndarray,
     *,
     title: str = "",
+    c_required: bool = False,
 ) -> Deployment:
     """Export ``model`` (trained on ``x_*``, already at its input resolution) to int8, strip
     it, measure it on TFLM and score it on validation and test images (a fixed sample of at
     most INT8_EVAL_SAMPLES of each). ``x_val=None`` (a final model): no validation images,
-    the whole test split, and ``int8_accuracy`` is the test accuracy. Raises TrialError when
-    the model cannot be converted or run."""
+    the whole test split, and ``int8_accuracy`` is the test accuracy. The C target is
+    generated and measured too; when it cannot be (no ARM compiler, an unsupported model), its
+    numbers are None and ``c_error`` says why, unless ``c_required`` (a ``c`` job), which
+    raises. Raises TrialError when the model cannot be converted or run."""
     start = time.perf_counter()
-    raw = tflite.export_int8(model, tflite.calibration_sample(x_train))
-    shipped = tflite.strip(raw)
+    unstripped = tflite.export_int8(model, tflite.calibration_sample(x_train))
+    shipped = tflite.strip(unstripped)
     scale, zero_point = tflite.input_quantization(shipped)
-    sets = {}
+    c, h, w = data.input_shape
+    _, mh, mw = arch.model_input_shape
+    pre = None
+    if data.pixel_scale is not None:
+        pre = Preprocess((h, w, c), (mh, mw, c), data.pixel_scale, scale, zero_point)
+    # (name, model-resolution images, source images, labels) of each evaluation set
+    chosen = []
     if x_val is not None:
-        xv, yv = eval_sample(x_val, data.y_val)
-        sets["val"] = tflite.quantize_nhwc(xv, scale, zero_point)
-        xt, yt = eval_sample(x_test, data.y_test)
+        iv = eval_indices(data.y_val)
+        chosen.append(("val", x_val[iv], data.x_val[iv], data.y_val[iv]))
+        it = eval_indices(data.y_test)
+        chosen.append(("test", x_test[it], data.x_test[it], data.y_test[it]))
     else:
-        xt, yt = x_test, data.y_test
-    sets["test"] = tflite.quantize_nhwc(xt, scale, zero_point)
+        chosen.append(("test", x_test, data.x_test, data.y_test))
+    sets, labels, raws = {}, {}, {}
+    for name, x_model, x_source, y in chosen:
+        if pre is not None:
+            raws[name] = raw_pixels(x_source, pre.pixel_scale)  # type: ignore[arg-type]
+            sets[name] = pre.apply(raws[name])
+        else:
+            sets[name] = tflite.quantize_nhwc(x_model, scale, zero_point)
+        labels[name] = y
     run = run_tflm(shipped, sets)
+    yt = labels["test"]
     test_accuracy = float((run.predictions("test") == yt).mean()) if len(yt) else 0.0
     val_accuracy = test_accuracy
     if x_val is not None:
+        yv = labels["val"]
         val_accuracy = float((run.predictions("val") == yv).mean()) if len(yv) else 0.0
+    c_target, c_error = None, None
+    try:
+        first = next(iter(sets))
+        c_target = measure_c(
+            shipped,
+            sets,
+            run.outputs,
+            raws.get(first),
+            source_hwc=(h, w, c) if pre is not None else None,
+            pixel_scale=data.pixel_scale,
+            title=title,
+            class_names=data.class_names,
+        )
+    except TrialError as e:
+        if c_required:
+            raise
+        c_error = e.message
     ops = tflite.operators(shipped)
     _, hin, win, cin = run.input["shape"]
     metadata = {
@@ -123,10 +205,11 @@ def deploy(
         "op_resolver": [f"{resolver_method(op)}()" for op in ops],
         "arena": {"total": run.arena_total, "head": run.arena_head, "tail": run.arena_tail},
         "flash_bytes": len(shipped),
-        "unstripped_bytes": len(raw),
+        "unstripped_bytes": len(unstripped),
         "converter": tflite.converter_version(),
         "runtime": run.version,
-        "int8_eval_images": {"val": int(len(yv)) if x_val is not None else 0, "test": len(yt)},
+        "int8_eval_images": {"val": len(labels.get("val", ())), "test": len(yt)},
+        "c": c_target.metadata() if c_target is not None else {"error": c_error},
     }
     return Deployment(
         tflite=shipped,
@@ -138,4 +221,6 @@ def deploy(
         int8_test_accuracy=test_accuracy,
         export_seconds=time.perf_counter() - start,
         metadata=metadata,
+        c=c_target,
+        c_error=c_error,
     )

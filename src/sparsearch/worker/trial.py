@@ -53,6 +53,15 @@ class TrialResult:
     int8_accuracy: float | None = None
     int8_test_accuracy: float | None = None
     export_seconds: float | None = None
+    #: Both targets' measured numbers (``vocabulary.TARGET_METRICS``): the TFLM model file and
+    #: arena, the C target's firmware; C numbers are None with ``c_error`` saying why.
+    tflm_flash_bytes: int | None = None
+    tflm_ram_bytes: int | None = None
+    c_flash_bytes: int | None = None
+    c_ram_bytes: int | None = None
+    c_stack_bytes: int | None = None
+    instructions: int | None = None
+    c_error: str | None = None
     deployment: dict[str, Any] | None = None
     worker_pid: int = 0
     worker_host: str = ""

@@ -85,7 +85,9 @@ def output(model: Model, op: Operator) -> Tensor:
 
 def _int8_per_tensor(op: Operator, t: Tensor, what: str) -> None:
     if t.dtype != "int8":
-        raise fail(op, f"{what} (tensor {t.index}) is {t.dtype}; only int8 activations are supported")
+        raise fail(
+            op, f"{what} (tensor {t.index}) is {t.dtype}; only int8 activations are supported"
+        )
     if len(t.scales) != 1:
         raise fail(
             op,

@@ -142,8 +142,13 @@ def pad_before(stride: int, dilation: int, size: int, k: int, out: int) -> int:
     return max(total, 0) // 2
 
 
-def window(op: Operator, in_hw: tuple[int, int], k: tuple[int, int], out_hw: tuple[int, int],
-           pads: tuple[int, int] | None = None) -> tuple[int, int, int, int, int, int]:
+def window(
+    op: Operator,
+    in_hw: tuple[int, int],
+    k: tuple[int, int],
+    out_hw: tuple[int, int],
+    pads: tuple[int, int] | None = None,
+) -> tuple[int, int, int, int, int, int]:
     """(stride_h, stride_w, dil_h, dil_w, pad_top, pad_left) of a windowed op, checked against
     its output shape. ``pads``: explicit padding (a folded PAD) instead of the option's."""
     o = op.options
@@ -158,22 +163,30 @@ def window(op: Operator, in_hw: tuple[int, int], k: tuple[int, int], out_hw: tup
     (h, w), (kh, kw), (oh, ow) = in_hw, k, out_hw
     if pads is not None:
         ph, pw = pads
-        want = ((h + ph[0] + ph[1] - (kh - 1) * dh - 1) // sh + 1,
-                (w + pw[0] + pw[1] - (kw - 1) * dw - 1) // sw + 1)
+        want = (
+            (h + ph[0] + ph[1] - (kh - 1) * dh - 1) // sh + 1,
+            (w + pw[0] + pw[1] - (kw - 1) * dw - 1) // sw + 1,
+        )
         top, left = ph[0], pw[0]
     else:
         want = (out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw))
         top = pad_before(sh, dh, h, kh, oh) if padding == "SAME" else 0
         left = pad_before(sw, dw, w, kw, ow) if padding == "SAME" else 0
     if (oh, ow) != want:
-        raise fail(op, f"output is {oh}x{ow} but the input, window and strides give {want[0]}x{want[1]}")
+        raise fail(
+            op, f"output is {oh}x{ow} but the input, window and strides give {want[0]}x{want[1]}"
+        )
     if top > MAX_DIM or left > MAX_DIM:
         raise fail(op, "padding too large")
     return sh, sw, dh, dw, top, left
 
 
-def lower(op: Operator, model: Model, pads: tuple[tuple[int, int], tuple[int, int]] | None = None,
-          source: int | None = None) -> Layer:
+def lower(
+    op: Operator,
+    model: Model,
+    pads: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    source: int | None = None,
+) -> Layer:
     """The layer of a convolution. ``pads``/``source``: a folded PAD's paddings and the tensor
     it read (the conv then reads that tensor and pads itself)."""
     x = activation(model, op, 0) if source is None else model.tensor(source)
@@ -200,16 +213,20 @@ def lower(op: Operator, model: Model, pads: tuple[tuple[int, int], tuple[int, in
     else:
         wo, kh, kw, wc = w.shape
         if wo != oc or wc != c:
-            raise fail(op, f"weights {list(w.shape)} do not match {c} -> {oc} channels "
-                       "(grouped convolutions are not supported)")
+            raise fail(
+                op,
+                f"weights {list(w.shape)} do not match {c} -> {oc} channels "
+                "(grouped convolutions are not supported)",
+            )
         qdim_ok = len(w.scales) == 1 or w.quantized_dimension == 0
     if not qdim_ok:
         raise fail(op, f"weights quantized along dimension {w.quantized_dimension}")
     scales = symmetric_weights(op, w, oc)
     if b is not None and b.shape != (oc,):
         raise fail(op, f"bias has shape {list(b.shape)}, expected [{oc}]")
-    sh, sw, dh, dw, top, left = window(op, (h, wd), (kh, kw), (oh, ow),
-                                       pads if pads is not None else None)
+    sh, sw, dh, dw, top, left = window(
+        op, (h, wd), (kh, kw), (oh, ow), pads if pads is not None else None
+    )
     act = fused(op)
     lo, hi = activation_range(act, y.scales[0], y.zero_points[0])
     pairs = per_channel_multipliers(
@@ -221,9 +238,29 @@ def lower(op: Operator, model: Model, pads: tuple[tuple[int, int], tuple[int, in
         consts.append(Const(f"{name}_b", "int32_t", int_values(b)))
     consts.append(Const(f"{name}_m", "int32_t", tuple(m for m, _ in pairs)))
     consts.append(Const(f"{name}_s", "int8_t", tuple(s for _, s in pairs)))
-    fields = [str(v) for v in (h, wd, c, oh, ow, mult if depthwise else oc, kh, kw,
-                               sh, sw, dh, dw, top, left,
-                               -x.zero_points[0], y.zero_points[0], lo, hi)]
+    fields = [
+        str(v)
+        for v in (
+            h,
+            wd,
+            c,
+            oh,
+            ow,
+            mult if depthwise else oc,
+            kh,
+            kw,
+            sh,
+            sw,
+            dh,
+            dw,
+            top,
+            left,
+            -x.zero_points[0],
+            y.zero_points[0],
+            lo,
+            hi,
+        )
+    ]
     fields += [f"{name}_w", f"{name}_b" if b is not None else "0", f"{name}_m", f"{name}_s"]
     kind = "depthwise " if depthwise else ""
     return Layer(
@@ -233,10 +270,17 @@ def lower(op: Operator, model: Model, pads: tuple[tuple[int, int], tuple[int, in
         output=y.index,
         fields=fields,
         consts=consts,
-        comment=(f"{kind}conv {kh}x{kw} stride {sh}x{sw}: {h}x{wd}x{c} -> {oh}x{ow}x{oc}"
-                 + (f", {act.lower()}" if act != "NONE" else "")),
+        comment=(
+            f"{kind}conv {kh}x{kw} stride {sh}x{sw}: {h}x{wd}x{c} -> {oh}x{ow}x{oc}"
+            + (f", {act.lower()}" if act != "NONE" else "")
+        ),
         in_place=window_in_place(
-            (h, wd, c), (oh, ow, oc), (kh, kw), (sh, sw), (dh, dw), (top, left),
+            (h, wd, c),
+            (oh, ow, oc),
+            (kh, kw),
+            (sh, sw),
+            (dh, dw),
+            (top, left),
             mult if depthwise else None,
         ),
         macs=oh * ow * oc * kh * kw * (1 if depthwise else c),

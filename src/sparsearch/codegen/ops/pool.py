@@ -110,6 +110,8 @@ def lower(op: Operator, model: Model) -> Layer:
         output=y.index,
         fields=fields,
         comment=f"{kind} {fh}x{fw} stride {sh}x{sw}: {h}x{w}x{c} -> {oh}x{ow}x{c}",
-        in_place=window_in_place((h, w, c), (oh, ow, c), (fh, fw), (sh, sw), (1, 1), (top, left), 1),
+        in_place=window_in_place(
+            (h, w, c), (oh, ow, c), (fh, fw), (sh, sw), (1, 1), (top, left), 1
+        ),
         macs=oh * ow * c * fh * fw,
     )

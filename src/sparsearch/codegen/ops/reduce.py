@@ -42,8 +42,11 @@ def lower(op: Operator, model: Model) -> Layer:
     h, w, c = nhwc(op, x, "the input")
     axes = {a % 4 if -4 <= a < 4 else a for a in int_values(axis)}
     if axes != {1, 2}:
-        raise fail(op, f"reduces axes {sorted(int_values(axis))}; only the spatial axes [1, 2] "
-                   "(global pooling) are supported")
+        raise fail(
+            op,
+            f"reduces axes {sorted(int_values(axis))}; only the spatial axes [1, 2] "
+            "(global pooling) are supported",
+        )
     if y.numel != c:
         raise fail(op, f"output of {y.numel} values for {c} channels")
     count = h * w
