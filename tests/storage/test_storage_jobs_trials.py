@@ -21,7 +21,8 @@ CONTRACT_TRIAL_KEYS = {
     "index", "status", "params", "accuracy", "test_accuracy", "flash_bytes", "ram_bytes",
     "activation_bytes", "macs", "nnz_flash_bytes", "param_count", "feasible", "pareto",
     "charged", "pruning", "generator", "gen_seconds", "train_seconds", "error", "worker_pid",
-    "worker_host", "worker_node",
+    "worker_host", "worker_node", "tflm_flash_bytes", "tflm_ram_bytes", "c_flash_bytes",
+    "c_ram_bytes", "c_stack_bytes", "instructions", "c_error",
 }  # fmt: skip
 
 
