@@ -15,6 +15,21 @@ ROWS = [
     (0.95, 0.94, 0.93, 0.92, 20000, 5000, 4000),
     (0.90, 0.89, None, None, 9000, 3000, 1500),
 ]
+# Both deployment targets' numbers of trial 0 (trial 1 has none).
+TARGETS = {
+    "tflm_flash_bytes": 20000,
+    "tflm_ram_bytes": 5000,
+    "c_flash_bytes": 12288,
+    "c_ram_bytes": 4096,
+    "c_stack_bytes": 384,
+    "instructions": 5_000_000_000,
+}
+#: The columns before the targets' numbers came, in their order (which stays).
+EARLIER_COLUMNS = [
+    "index", "accuracy", "test_accuracy", "int8_accuracy", "int8_test_accuracy", "flash_bytes",
+    "ram_bytes", "activation_bytes", "macs", "nnz_flash_bytes", "param_count", "measured",
+    "pruning_method", "pruning_level", "flash_accounting", "accounted_flash_bytes",
+]  # fmt: skip
 
 
 def _measured_front(storage, owner: str) -> str:
@@ -29,7 +44,7 @@ def _measured_front(storage, owner: str) -> str:
         )  # fmt: skip
         metrics = {"accuracy": acc, "test_accuracy": test}
         if int8 is not None:
-            metrics |= {"int8_accuracy": int8, "int8_test_accuracy": int8_test}
+            metrics |= {"int8_accuracy": int8, "int8_test_accuracy": int8_test, **TARGETS}
         storage.finish_trial(
             job.id, i, status="completed", metrics=metrics, measured=int8 is not None
         )
@@ -62,6 +77,16 @@ def test_the_csv_has_the_int8_accuracies_and_whether_measured(client, alice, sto
         (r["index"], r["int8_accuracy"], r["int8_test_accuracy"], r["measured"]) for r in rows
     ] == [("0", "0.93", "0.92", "true"), ("1", "", "", "false")]
     assert [r["param_count"] for r in rows] == ["4000", "1500"]
+
+
+def test_the_targets_numbers_come_after_the_earlier_columns(client, alice, storage):
+    job_id = _measured_front(storage, "alice")
+    header, rows = _csv_rows(client, alice, job_id)
+    assert header == [*EARLIER_COLUMNS, *TARGETS, "c_error"]
+    assert [{k: r[k] for k in (*TARGETS, "c_error")} for r in rows] == [
+        {**{k: str(v) for k, v in TARGETS.items()}, "c_error": ""},
+        dict.fromkeys((*TARGETS, "c_error"), ""),
+    ]
 
 
 def test_every_csv_column_agrees_with_the_json_front(client, alice, storage):

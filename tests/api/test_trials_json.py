@@ -26,8 +26,11 @@ def test_pages_are_the_records_to_json(client, alice, alice_job, storage, path, 
         gen_seconds=1.25, estimates={"flash_bytes": 7000, "ram_bytes": 900, "macs": 12345},
         feasible=True, pruning={"method": "magnitude", "level": 0.5},
     )  # fmt: skip
+    targets = {"tflm_flash_bytes": 7100, "tflm_ram_bytes": 950, "c_flash_bytes": 6200,
+               "c_ram_bytes": 800, "c_stack_bytes": 96, "instructions": 5_000_000_000,
+               "c_error": "no Cortex-M4 run"}  # fmt: skip
     storage.finish_trial(
-        alice_job, 4, status="failed", metrics={}, error="boom", train_seconds=3.5,
+        alice_job, 4, status="failed", metrics=targets, error="boom", train_seconds=3.5,
         worker_pid=4242, worker_host="node-7", effective_spec={"blocks": [{"channels": 8}]},
         worker_node="9c" * 28,
     )  # fmt: skip
