@@ -83,7 +83,7 @@ class Preprocess:
         if self.pixel_scale is None:
             return (
                 "/* Data stored as floats: the caller passes the quantized input. */\n"
-                "static void preprocess(const int8_t *raw, int8_t *dst)\n{\n"
+                "static NOINLINE void preprocess(const int8_t *raw, int8_t *dst)\n{\n"
                 f"    for (int i = 0; i < {self.raw_bytes}; ++i) {{\n"
                 "        dst[i] = raw[i];\n    }\n}\n"
             )
@@ -120,7 +120,7 @@ _AREA_C = r"""/* {h}x{w}x{c} pixels -> {mh}x{mw}x{c} int8: the pixel sum of each
  * Q{shift} factor per window size (scale to [0, 1], average, divide by the input scale),
  * rounded half up, plus the zero point. */
 {tables}
-static void preprocess(const uint8_t *raw, int8_t *dst)
+static NOINLINE void preprocess(const uint8_t *raw, int8_t *dst)
 {{
     for (int i = 0; i < {mh}; ++i) {{
         for (int j = 0; j < {mw}; ++j) {{

@@ -39,7 +39,7 @@ static int32_t mbqm(int32_t x, int32_t mult, int shift)
     return (high >> right) + (remainder > threshold ? 1 : 0);
 }
 
-static int8_t requantize(int32_t acc, int32_t mult, int shift, int32_t offset,
+static NOINLINE int8_t requantize(int32_t acc, int32_t mult, int shift, int32_t offset,
                          int32_t lo, int32_t hi)
 {
     acc = mbqm(acc, mult, shift) + offset;

@@ -42,7 +42,7 @@ typedef struct {
 } conv_t;
 
 /* ConvPerChannel: NHWC in, NHWC out, one output element after another. */
-static void conv(const conv_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void conv(const conv_t *p, const int8_t *in, int8_t *out)
 {
     const int32_t taps = (int32_t)p->k_h * p->k_w * p->in_c;
     for (int oy = 0; oy < p->out_h; ++oy) {
@@ -93,7 +93,7 @@ typedef struct {
 } dwconv_t;
 
 /* DepthwiseConvPerChannel: output channel ic * depth_mult + m reads input channel ic. */
-static void dwconv(const dwconv_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void dwconv(const dwconv_t *p, const int8_t *in, int8_t *out)
 {
     const int out_c = p->in_c * p->depth_mult;
     for (int oy = 0; oy < p->out_h; ++oy) {

@@ -40,7 +40,7 @@ typedef struct {
 } fc_t;
 
 /* FullyConnected(PerChannel): each output is a dot product with one weight row. */
-static void fc(const fc_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void fc(const fc_t *p, const int8_t *in, int8_t *out)
 {
     for (int b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;

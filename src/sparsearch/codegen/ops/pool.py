@@ -30,7 +30,7 @@ typedef struct {
 KERNELS = {
     "pool_t": _POOL_T,
     "maxpool": r"""
-static void maxpool(const pool_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void maxpool(const pool_t *p, const int8_t *in, int8_t *out)
 {
     for (int oy = 0; oy < p->out_h; ++oy) {
         const int y0 = oy * p->stride_h - p->pad_top;
@@ -57,7 +57,7 @@ static void maxpool(const pool_t *p, const int8_t *in, int8_t *out)
 }
 """,
     "avgpool": r"""
-static void avgpool(const pool_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void avgpool(const pool_t *p, const int8_t *in, int8_t *out)
 {
     for (int oy = 0; oy < p->out_h; ++oy) {
         const int y0 = oy * p->stride_h - p->pad_top;

@@ -20,7 +20,7 @@ typedef struct {
 } reduce_t;
 
 /* QuantizedMeanOrSum over H and W of an NHWC map: channel by channel. */
-static void reduce(const reduce_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void reduce(const reduce_t *p, const int8_t *in, int8_t *out)
 {
     for (int ch = 0; ch < p->c; ++ch) {
         int32_t sum = 0;

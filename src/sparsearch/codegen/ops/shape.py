@@ -27,7 +27,7 @@ typedef struct {
 } copy4d_t;
 
 /* TRANSPOSE and PAD: output element by element, from the input or the fill value. */
-static void copy4d(const copy4d_t *p, const int8_t *in, int8_t *out)
+static NOINLINE void copy4d(const copy4d_t *p, const int8_t *in, int8_t *out)
 {
     int i[4];
     for (i[0] = 0; i[0] < p->out_dims[0]; ++i[0]) {
