@@ -13,11 +13,14 @@ from sparsearch.errors import ConfigError, NotFoundError
 from sparsearch.space.params import SpaceConfig
 from sparsearch.vocabulary import (
     DEFAULT_STRATEGY,
+    DEFAULT_TARGET,
     FLASH_ACCOUNTINGS,
     PRUNING_CHOICES,
     PRUNING_METHODS,
     STRATEGIES,
     STRUCTURED_METHODS,
+    TARGETS,
+    target_of,
 )
 
 # The product's caps on a job, wherever it is created (CLI, API, a script). A server may set a
@@ -160,6 +163,8 @@ class JobConfig:
     strategy: str = DEFAULT_STRATEGY
     #: Set on a finalize job: it retrains these trials of another job instead of searching.
     finalize: FinalizePlan | None = None
+    #: What the job deploys to: its limits, objectives and front measure this target.
+    target: str = DEFAULT_TARGET
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -171,6 +176,18 @@ class JobConfig:
             raise ConfigError(
                 f"flash_accounting must be one of {FLASH_ACCOUNTINGS}, "
                 f"got {self.flash_accounting!r}"
+            )
+        if self.target not in TARGETS:
+            raise ConfigError(
+                f"unknown target {self.target!r}",
+                f"choose among {', '.join(TARGETS)} (c: interpreter-free C firmware; tflm: "
+                "TensorFlow Lite Micro)",
+            )
+        if self.target == "c" and self.flash_accounting == "sparse":
+            raise ConfigError(
+                "flash_accounting sparse counts non-zero weights for a sparse TFLM runtime; the "
+                "C target measures the firmware as built, with dense kernels",
+                "use --target tflm with --flash-accounting sparse, or dense accounting",
             )
         if (
             not isinstance(self.seed, int)
@@ -212,6 +229,7 @@ class JobConfig:
         train_limit: int | None = None,
         strategy: str = DEFAULT_STRATEGY,
         ram_margin_bytes: int = 0,
+        target: str = DEFAULT_TARGET,
     ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
@@ -226,6 +244,7 @@ class JobConfig:
             space=space or default_space(flash_accounting),
             train_limit=train_limit,
             strategy=strategy,
+            target=target,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +282,7 @@ class JobConfig:
             train_limit=d.get("train_limit"),
             # Jobs stored before strategies existed ran Bayesian optimization (then on Ax).
             strategy=d.get("strategy", DEFAULT_STRATEGY),
+            target=target_of(d),
             finalize=(
                 FinalizePlan(
                     d["finalize"]["job_id"],

@@ -76,6 +76,12 @@ ARTIFACT_KINDS: dict[str, ArtifactKind] = {
         ArtifactKind(
             "c_source", "zip", "application/zip", "the .tflite as C source (model_data.h/.cc)"
         ),
+        ArtifactKind(
+            "c_project",
+            "zip",
+            "application/zip",
+            "interpreter-free C model + Cortex-M4 demo project (make run in QEMU)",
+        ),
         ArtifactKind("onnx", "onnx", "application/onnx", "ONNX model (float)"),
         ArtifactKind("state_dict", "pt", "application/octet-stream", "PyTorch state_dict (float)"),
     )
@@ -434,6 +440,28 @@ STRATEGIES: dict[str, StrategyInfo] = {
 }
 #: The strategy a job gets when it names none.
 DEFAULT_STRATEGY = "bo"
+
+# --- deployment targets -----------------------------------------------------------------------
+
+#: What a job deploys to, and so what its limits, objectives and front measure (docs/deployment.md):
+#: ``c``, the interpreter-free C model built as Cortex-M4 firmware (flash it adds to an image,
+#: static RAM + peak stack); ``tflm``, the ``.tflite`` on TensorFlow Lite Micro (the model file,
+#: the tensor arena; the interpreter's own code not counted).
+TARGETS: tuple[str, ...] = ("c", "tflm")
+#: The target of a job that names none.
+DEFAULT_TARGET = "tflm"  # "c" once its estimator is wired (issue 21)
+#: Per target, the trial fields of its measured flash, RAM and activation numbers.
+TARGET_FIELDS: dict[str, tuple[str, str]] = {
+    "c": ("c_flash_bytes", "c_ram_bytes"),
+    "tflm": ("tflm_flash_bytes", "tflm_ram_bytes"),
+}
+
+
+def target_of(config: Mapping[str, Any]) -> str:
+    """A job's target from its stored config (``JobConfig.to_dict``); jobs stored before
+    targets existed deployed to TFLM."""
+    return str(config.get("target") or "tflm")
+
 
 # --- flash accounting -------------------------------------------------------------------------
 

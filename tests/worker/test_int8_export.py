@@ -177,7 +177,10 @@ def test_every_deployment_measures_the_c_target_bit_exact_with_tflm(digits, depl
     assert c.static_ram_bytes >= c.program.arena_bytes
     assert deployed.instructions > 0
     m = deployed.measurements()
-    assert (m["tflm_flash_bytes"], m["tflm_ram_bytes"]) == (deployed.flash_bytes, deployed.ram_bytes)
+    assert (m["tflm_flash_bytes"], m["tflm_ram_bytes"]) == (
+        deployed.flash_bytes,
+        deployed.ram_bytes,
+    )
     assert m["c_flash_bytes"] == c.flash_bytes and m["c_error"] is None
     meta = deployed.metadata["c"]
     assert meta["bit_exact_images"] == c.images and meta["cpu"] == "cortex-m4"
@@ -207,4 +210,14 @@ def test_without_the_arm_compiler_the_c_numbers_are_null_with_the_reason(
     assert got.metadata["c"] == {"error": got.c_error}
     assert got.flash_bytes == len(got.tflite)  # the TFLM numbers are there all the same
     with pytest.raises(TrialError, match="arm-none-eabi-gcc"):
-        deploy(model, ARCH, digits, x_train, x_val, x_test, c_required=True)
+        deploy(model, ARCH, digits, x_train, x_val, x_test, target="c")
+
+
+def test_a_c_deployment_reports_the_firmware_as_its_flash_and_ram(digits, trained, deployed):
+    model, x_train, x_val, x_test = trained
+    got = deploy(model, ARCH, digits, x_train, x_val, x_test, target="c")
+    assert got.target == "c" and got.metadata["target"] == "c"
+    assert (got.flash_bytes, got.ram_bytes) == (got.c_flash_bytes, got.c_ram_bytes)
+    assert got.activation_bytes == got.c.program.arena_bytes
+    assert (got.tflm_flash_bytes, got.tflm_ram_bytes) == (len(got.tflite), deployed.ram_bytes)
+    assert got.tflite == deployed.tflite  # the same shipped model; only the accounting differs

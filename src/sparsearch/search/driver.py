@@ -303,7 +303,14 @@ class SearchDriver:
             label = f"job {source}, final training (job {self.job.id} trial {index})"
         else:
             label = f"job {self.job.id} trial {index}"
-        spec = TrialSpec(arch=arch, pruning=pruning, train=train, label=label, final=final)
+        spec = TrialSpec(
+            arch=arch,
+            pruning=pruning,
+            train=train,
+            label=label,
+            final=final,
+            target=self.cfg.target,
+        )
         ref = runner.submit(spec, data_ref)
         if self._final is not None:
             self._final.started(proposal.params)

@@ -155,6 +155,9 @@ class TrialSpec:
     #: A final training: on the whole training split (train + validation), scored on the
     #: whole test split (``finalize``).
     final: bool = False
+    #: The job's deployment target: under ``c`` a C model that cannot be generated, built or
+    #: matched to TFLM fails the trial; under ``tflm`` its numbers are left null with why.
+    target: str = "tflm"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +168,7 @@ class TrialSpec:
             "deploy": self.deploy,
             "label": self.label,
             "final": self.final,
+            "target": self.target,
         }
 
     @classmethod
@@ -177,4 +181,5 @@ class TrialSpec:
             deploy=bool(d.get("deploy", True)),
             label=str(d.get("label", "")),
             final=bool(d.get("final", False)),
+            target=str(d.get("target", "tflm")),
         )

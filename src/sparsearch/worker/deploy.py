@@ -43,9 +43,12 @@ class Deployment:
 
     tflite: bytes  # stripped
     c_source: bytes  # zip of model_data.h / model_data.cc
-    flash_bytes: int  # len(tflite)
-    ram_bytes: int  # arena total
-    activation_bytes: int  # arena head
+    #: The deployment target's numbers (what the job's limits read): under ``tflm`` the
+    #: stripped file's size, the arena total and head; under ``c`` the firmware's flash, static
+    #: RAM + peak stack, and the static activation buffer.
+    flash_bytes: int
+    ram_bytes: int
+    activation_bytes: int
     int8_accuracy: float
     int8_test_accuracy: float
     export_seconds: float
@@ -53,16 +56,11 @@ class Deployment:
     #: arena, versions): the trial's ``deployment`` JSON, also in the C header.
     metadata: dict[str, Any]
     #: The C target, or None with ``c_error`` saying why it was not measured.
+    tflm_flash_bytes: int = 0  # len(tflite)
+    tflm_ram_bytes: int = 0  # arena total
     c: CTarget | None = None
     c_error: str | None = None
-
-    @property
-    def tflm_flash_bytes(self) -> int:
-        return self.flash_bytes
-
-    @property
-    def tflm_ram_bytes(self) -> int:
-        return self.ram_bytes
+    target: str = "tflm"
 
     @property
     def c_flash_bytes(self) -> int | None:
@@ -133,15 +131,16 @@ def deploy(
     x_test: np.ndarray,
     *,
     title: str = "",
-    c_required: bool = False,
+    target: str = "tflm",
 ) -> Deployment:
     """Export ``model`` (trained on ``x_*``, already at its input resolution) to int8, strip
     it, measure it on TFLM and score it on validation and test images (a fixed sample of at
     most INT8_EVAL_SAMPLES of each). ``x_val=None`` (a final model): no validation images,
     the whole test split, and ``int8_accuracy`` is the test accuracy. The C target is
     generated and measured too; when it cannot be (no ARM compiler, an unsupported model), its
-    numbers are None and ``c_error`` says why, unless ``c_required`` (a ``c`` job), which
-    raises. Raises TrialError when the model cannot be converted or run."""
+    numbers are None and ``c_error`` says why, unless ``target`` is ``c``, which raises.
+    ``flash_bytes`` / ``ram_bytes`` / ``activation_bytes`` are ``target``'s numbers. Raises
+    TrialError when the model cannot be converted or run."""
     start = time.perf_counter()
     unstripped = tflite.export_int8(model, tflite.calibration_sample(x_train))
     shipped = tflite.strip(unstripped)
@@ -189,7 +188,7 @@ def deploy(
             class_names=data.class_names,
         )
     except TrialError as e:
-        if c_required:
+        if target == "c":
             raise
         c_error = e.message
     ops = tflite.operators(shipped)
@@ -211,16 +210,25 @@ def deploy(
         "int8_eval_images": {"val": len(labels.get("val", ())), "test": len(yt)},
         "c": c_target.metadata() if c_target is not None else {"error": c_error},
     }
+    if target == "c":
+        assert c_target is not None  # measure_c raised otherwise
+        numbers = c_target.flash_bytes, c_target.ram_bytes, c_target.program.arena_bytes
+    else:
+        numbers = len(shipped), run.arena_total, run.arena_head
+    metadata["target"] = target
     return Deployment(
         tflite=shipped,
         c_source=c_source_zip(shipped, metadata),
-        flash_bytes=len(shipped),
-        ram_bytes=run.arena_total,
-        activation_bytes=run.arena_head,
+        flash_bytes=numbers[0],
+        ram_bytes=numbers[1],
+        activation_bytes=numbers[2],
         int8_accuracy=val_accuracy,
         int8_test_accuracy=test_accuracy,
         export_seconds=time.perf_counter() - start,
         metadata=metadata,
+        tflm_flash_bytes=len(shipped),
+        tflm_ram_bytes=run.arena_total,
         c=c_target,
         c_error=c_error,
+        target=target,
     )

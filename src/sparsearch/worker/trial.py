@@ -184,7 +184,16 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     if spec.deploy:
         # A final model has no validation split of its own: the whole test split, once.
         val = None if spec.final else x_val
-        shipped = deploy(model, arch, data, x_train, val, x_test, title=spec.label)
+        shipped = deploy(
+            model,
+            arch,
+            data,
+            x_train,
+            val,
+            x_test,
+            title=spec.label,
+            target=spec.target,
+        )
         artifacts["tflite"], artifacts["c_source"] = shipped.tflite, shipped.c_source
         measured = {**shipped.measurements(), "deployment": shipped.metadata}
     return TrialResult(
