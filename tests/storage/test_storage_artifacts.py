@@ -43,6 +43,7 @@ def test_kinds_and_extensions() -> None:
     assert {k: v.extension for k, v in ARTIFACT_KINDS.items()} == {
         "tflite": "tflite",
         "c_source": "zip",
+        "c_project": "zip",
         "onnx": "onnx",
         "state_dict": "pt",
     }
