@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from sparsearch.cli import compile as compile_cli
 from sparsearch.cli import db, finalize, jobs, prune, search, service, tokens
 from sparsearch.cli._help import Command, Group
 from sparsearch.cli.common import print_error
@@ -76,6 +77,7 @@ for command in (jobs.jobs, jobs.status, jobs.pareto, jobs.pull, jobs.submit, job
 app.command(cls=Command)(finalize.finalize)
 app.command(cls=Command)(finalize.export)
 app.command(cls=Command)(prune.prune)
+app.command("compile", cls=Command)(compile_cli.compile_model)
 app.command(cls=Command)(service.serve)
 app.command("scheduler", cls=Command)(service.scheduler_command)
 app.add_typer(tokens.token_app, name="token")

@@ -47,13 +47,23 @@ def _consumers(model: Model) -> dict[int, list[Operator]]:
 
 
 def _only_user(model: Model, users: dict[int, list[Operator]], t: int) -> Operator | None:
+    """The one operator reading ``t`` (a plain one: a first input, one output), or None."""
     got = users.get(t, [])
-    return got[0] if len(got) == 1 and t not in model.outputs else None
+    if len(got) != 1 or t in model.outputs:
+        return None
+    op = got[0]
+    return op if _plain(op) else None
+
+
+def _plain(op: Operator) -> bool:
+    """An operator with a first input that is a tensor and exactly one output (the folds look
+    only at these; anything else is left to the operator's own checks)."""
+    return len(op.outputs) == 1 and len(op.inputs) >= 1 and op.inputs[0] >= 0
 
 
 def _pad_fold(model: Model, op: Operator, users: dict[int, list[Operator]]) -> Operator | None:
     """The conv that may absorb PAD ``op``, or None."""
-    if op.code != "PAD" or len(op.inputs) != 2 or len(op.outputs) != 1:
+    if op.code != "PAD" or len(op.inputs) != 2 or not _plain(op) or op.inputs[1] < 0:
         return None
     nxt = _only_user(model, users, op.outputs[0])
     if nxt is None or nxt.code not in conv.CODES or nxt.inputs[0] != op.outputs[0]:
@@ -76,7 +86,7 @@ def _flatten_fold(
     model: Model, op: Operator, users: dict[int, list[Operator]]
 ) -> tuple[Operator, Operator] | None:
     """(RESHAPE, FULLY_CONNECTED) after TRANSPOSE ``op`` that may read its input directly."""
-    if op.code != "TRANSPOSE" or len(op.outputs) != 1:
+    if op.code != "TRANSPOSE" or not _plain(op):
         return None
     reshape = _only_user(model, users, op.outputs[0])
     if reshape is None or reshape.code != "RESHAPE" or reshape.inputs[0] != op.outputs[0]:

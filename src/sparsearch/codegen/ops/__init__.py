@@ -8,10 +8,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from sparsearch.codegen.graph import Model, Operator
-from sparsearch.codegen.ops import conv, fully_connected, pool, reduce, shape
+from sparsearch.codegen.ops import conv, fully_connected, pool, quantize, reduce, shape
 from sparsearch.codegen.ops.base import HINT, Const, Layer, fail
 
-_MODULES: tuple[ModuleType, ...] = (conv, fully_connected, pool, reduce, shape)
+_MODULES: tuple[ModuleType, ...] = (conv, fully_connected, pool, quantize, reduce, shape)
 REGISTRY: dict[str, ModuleType] = {code: m for m in _MODULES for code in m.CODES}
 SUPPORTED = tuple(sorted(REGISTRY))
 
@@ -54,6 +54,7 @@ REQUIRES = {
     "dwconv": ("requantize",),
     "fc": ("requantize",),
     "reduce": ("requantize",),
+    "requant": ("requantize",),
     "maxpool": ("pool_t",),
     "avgpool": ("pool_t",),
 }

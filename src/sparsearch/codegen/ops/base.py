@@ -15,8 +15,8 @@ from sparsearch.codegen.graph import Model, ModelError, Operator, Tensor
 
 HINT = (
     "the C target takes int8 models made of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, "
-    "MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, PAD, RESHAPE and TRANSPOSE (what sparsearch "
-    "exports); use --target tflm for other models"
+    "MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, PAD, RESHAPE, TRANSPOSE and int8 QUANTIZE "
+    "(what sparsearch exports, and more); use --target tflm for other models"
 )
 #: Largest dimension a kernel's parameters hold (uint16 fields).
 MAX_DIM = 65535
