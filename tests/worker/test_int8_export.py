@@ -221,3 +221,27 @@ def test_a_c_deployment_reports_the_firmware_as_its_flash_and_ram(digits, traine
     assert got.activation_bytes == got.c.program.arena_bytes
     assert (got.tflm_flash_bytes, got.tflm_ram_bytes) == (len(got.tflite), deployed.ram_bytes)
     assert got.tflite == deployed.tflite  # the same shipped model; only the accounting differs
+
+
+def test_the_c_project_ships_with_every_c_deployment(deployed, tmp_path):
+    files = deployed.artifacts()
+    assert set(files) == {"tflite", "c_source", "c_project"}
+    z = zipfile.ZipFile(io.BytesIO(files["c_project"]))
+    names = set(z.namelist())
+    assert {"model_project/model.c", "model_project/main.c", "model_project/README.md"} <= names
+    readme = z.read("model_project/README.md").decode()
+    assert f"{deployed.c_flash_bytes:,}" in readme or str(deployed.c_flash_bytes) in readme
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed (make toolchain)")
+    z.extractall(tmp_path)
+    run = subprocess.run(
+        ["make", "-s", "run"],
+        cwd=tmp_path / "model_project",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [ln.split() for ln in run.stdout.splitlines() if ln and not ln.startswith("#")]
+    assert len(lines) == 8 and all(pred == host for _, pred, host, _ in lines)

@@ -70,7 +70,7 @@ def export_stored(
             feasible=feasible,
             measured=True,
             deployment=shipped.metadata,
-            artifacts={"tflite": shipped.tflite, "c_source": shipped.c_source},
+            artifacts=shipped.artifacts(),
         )
         on_trial(
             f"trial {t.index}: {shipped.flash_bytes} B flash, {shipped.ram_bytes} B RAM, "

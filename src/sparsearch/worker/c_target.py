@@ -19,11 +19,14 @@ import numpy as np
 from sparsearch.codegen import CProgram, ModelError, generate
 from sparsearch.errors import TrialError
 from sparsearch.worker.c_host import HostModel
+from sparsearch.worker.c_project import c_project_zip
 from sparsearch.worker.firmware import measure_firmware
 
 #: Samples run in the emulator (instructions and stack are the largest over them; the host
 #: build already checked every image).
 EMULATED_SAMPLES = 2
+#: Test images the ``c_project`` demo classifies.
+DEMO_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class CTarget:
     images: int  # evaluation images checked bit-exact against TFLM
     compiler: str
     seconds: float
+    #: The ``c_project`` artifact (sources, Cortex-M4 demo, README with these numbers).
+    project: bytes = b""
 
     def metadata(self) -> dict[str, Any]:
         """The ``deployment["c"]`` block of a trial."""
@@ -70,6 +75,7 @@ def measure_c(
     tflm_outputs: dict[str, np.ndarray],
     raw: np.ndarray | None,
     *,
+    labels: np.ndarray | None = None,
     source_hwc: tuple[int, int, int] | None,
     pixel_scale: float | None,
     title: str = "",
@@ -77,7 +83,8 @@ def measure_c(
 ) -> CTarget:
     """Generate, check and measure the C model of ``tflite``. ``inputs``: the int8 evaluation
     sets TFLM ran (``tflm_outputs``: its outputs); ``raw``: raw source samples of the first
-    set (what ``classify`` takes), checked to quantize to that set's inputs. Raises TrialError
+    set (what ``classify`` takes), checked to quantize to that set's inputs; ``labels``: that
+    set's labels (the demo project prints them). Raises TrialError
     with the reason when the model cannot be generated, built, or differs from TFLM."""
     start = time.perf_counter()
     try:
@@ -120,6 +127,9 @@ def measure_c(
             raw_samples = samples
         fw = measure_firmware(program, samples, raw_samples)
         host_out = host.invoke(samples)
+        demo = raw_samples if raw is None or not len(raw) else raw.reshape(len(raw), -1)
+        demo = (demo if demo is not None else samples)[:DEMO_IMAGES]
+        demo_classes, _ = host.classify(demo)
         if not np.array_equal(fw.outputs, host_out):
             i, j = _first_difference(fw.outputs, host_out)
             raise TrialError(
@@ -127,8 +137,26 @@ def measure_c(
                 f"output {j}: {int(fw.outputs[i, j])} vs {int(host_out[i, j])}",
                 "this is a bug in sparsearch's C generator or the toolchain; use --target tflm",
             )
+    measured = {
+        "flash_bytes": fw.flash_bytes,
+        "ram_bytes": fw.ram_bytes,
+        "static_ram_bytes": fw.static_ram_bytes,
+        "stack_bytes": fw.stack_bytes,
+        "instructions": fw.instructions,
+        "compiler": fw.compiler,
+        "cpu": fw.cpu,
+    }
+    project = c_project_zip(
+        program,
+        images=demo,
+        labels=None if labels is None else np.asarray(labels)[: len(demo)],
+        host_predictions=demo_classes,
+        measured=measured,
+        title=title,
+    )
     return CTarget(
         program=program,
+        project=project,
         flash_bytes=fw.flash_bytes,
         ram_bytes=fw.ram_bytes,
         static_ram_bytes=fw.static_ram_bytes,

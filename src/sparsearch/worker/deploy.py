@@ -78,6 +78,13 @@ class Deployment:
     def instructions(self) -> int | None:
         return self.c.instructions if self.c else None
 
+    def artifacts(self) -> dict[str, bytes]:
+        """The shipped files by artifact kind (``c_project`` where the C target was built)."""
+        files = {"tflite": self.tflite, "c_source": self.c_source}
+        if self.c is not None and self.c.project:
+            files["c_project"] = self.c.project
+        return files
+
     def measurements(self) -> dict[str, Any]:
         """The measured trial metrics, keyed as a trial stores them."""
         keys = (*DEPLOYMENT_METRICS, *TARGET_METRICS, "c_error")
@@ -182,6 +189,7 @@ def deploy(
             sets,
             run.outputs,
             raws.get(first),
+            labels=labels[first],
             source_hwc=(h, w, c) if pre is not None else None,
             pixel_scale=data.pixel_scale,
             title=title,

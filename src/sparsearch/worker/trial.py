@@ -194,7 +194,7 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
             title=spec.label,
             target=spec.target,
         )
-        artifacts["tflite"], artifacts["c_source"] = shipped.tflite, shipped.c_source
+        artifacts.update(shipped.artifacts())
         measured = {**shipped.measurements(), "deployment": shipped.metadata}
     return TrialResult(
         accuracy=accuracy,
