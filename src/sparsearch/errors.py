@@ -56,3 +56,9 @@ class TrialError(SparsearchError):
 
 class ClusterError(SparsearchError):
     """The Ray cluster cannot be reached or refuses this process (address, token, auth mode)."""
+
+
+class ToolchainError(TrialError):
+    """A tool the job's deployment target needs (the Arm compiler of the C target) is missing
+    on the machine that runs a trial: every trial would fail the same way, so the job stops
+    (``interrupted``, resumable once the tool is installed) instead of spending its budget."""

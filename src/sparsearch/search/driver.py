@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparsearch.errors import ClusterError, SearchError, SparsearchError
+from sparsearch.errors import ClusterError, SearchError, SparsearchError, ToolchainError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.search.finalize import FinalizeStrategy, FinalRecorder
 from sparsearch.search.lookahead import Exhausted, Lookahead
@@ -88,6 +88,13 @@ class _State:
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
     """The flash number the job's limit applies to (dense flatbuffer or SpArSe non-zeros)."""
     return accounted_flash(cfg.flash_accounting, values)
+
+
+_TOOLCHAIN_HINT = (
+    "every worker of a --target c job needs the Arm compiler: install the Debian packages "
+    "gcc-arm-none-eabi and libnewlib-arm-none-eabi (`make toolchain`), or set "
+    "SPARSEARCH_ARM_GCC; then resume the job. Or search with --target tflm"
+)
 
 
 class _Stop(Exception):
@@ -169,6 +176,10 @@ class SearchDriver:
         state = _State()
         runner = None
         try:
+            if self.cfg.target == "c" and not self._ray[0] and self._runner is None:
+                from sparsearch.worker.firmware import find_arm_gcc
+
+                find_arm_gcc()  # a local run: say so before anything trains
             self.screen = Screen(
                 self.cfg, self._input_shape, self._num_classes, screened=self.job.screened
             )
@@ -183,7 +194,7 @@ class SearchDriver:
         except KeyboardInterrupt:
             self._abort(state, runner, "interrupted", None)
             raise
-        except ClusterError as e:  # the environment, not the job: resumable once it is fixed
+        except (ClusterError, ToolchainError) as e:  # the environment, not the job: resumable
             self._abort(state, runner, "interrupted", str(e))
             raise
         except SparsearchError as e:
@@ -340,7 +351,10 @@ class SearchDriver:
                 error=outcome.reason,
                 worker_pid=outcome.worker_pid or None,
                 worker_node=outcome.worker_node or None,
+                charged=not outcome.toolchain,
             )
+            if outcome.toolchain:  # every trial would fail alike: stop, resumable
+                raise ToolchainError(outcome.reason, _TOOLCHAIN_HINT)
             self._lookahead.finished(
                 index, Result(flight.params, None, costs.flash, costs.ram, costs.macs)
             )

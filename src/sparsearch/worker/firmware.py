@@ -37,7 +37,7 @@ import numpy as np
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from sparsearch.errors import ConfigError, TrialError
+from sparsearch.errors import ConfigError, ToolchainError, TrialError
 from sparsearch.worker._emulate import CPU_MODELS, Emulator
 
 if TYPE_CHECKING:  # only the type: the generator's package need not load to measure its output
@@ -135,7 +135,7 @@ def find_arm_gcc(gcc: str | None = None) -> str:
     name = gcc or os.environ.get(GCC_ENV) or DEFAULT_GCC
     path = shutil.which(name)
     if path is None:
-        raise TrialError(f"the Arm compiler {name!r} was not found", hint=_GCC_HINT)
+        raise ToolchainError(f"the Arm compiler {name!r} was not found", hint=_GCC_HINT)
     return path
 
 

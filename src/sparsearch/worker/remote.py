@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sparsearch.errors import ClusterError, SparsearchError
+from sparsearch.errors import ClusterError, SparsearchError, ToolchainError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class TrialFailure:
     detail: str
     worker_pid: int
     worker_node: str = ""
+    #: The worker lacks a tool the target needs (``ToolchainError``): the job stops.
+    toolchain: bool = False
 
 
 def init_ray(address: str = "", *, num_cpus: int | None = None, object_store_mb: int = 200) -> bool:
@@ -313,7 +315,9 @@ def _call(fn: TrialFn, spec: Any, data: Any, threads: int) -> Any:
     try:
         outcome = fn(spec, data, threads=threads)
     except SparsearchError as e:
-        return TrialFailure(str(e), traceback.format_exc(), os.getpid(), node)
+        return TrialFailure(
+            str(e), traceback.format_exc(), os.getpid(), node, isinstance(e, ToolchainError)
+        )
     except Exception as e:  # noqa: BLE001 - any crash of one trial must not stop the search
         return TrialFailure(f"{type(e).__name__}: {e}", traceback.format_exc(), os.getpid(), node)
     if dataclasses.is_dataclass(outcome) and "worker_node" in {

@@ -29,6 +29,7 @@ from sparsearch.space.spec import ArchSpec, TrainSpec, TrialSpec
 from sparsearch.vocabulary import PRUNING_METHODS
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
+from sparsearch.worker.firmware import find_arm_gcc
 from sparsearch.worker.train import evaluate, set_determinism, train_epochs, trainer
 
 
@@ -153,6 +154,8 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     A final training (``spec.final``) trains on train + validation and scores on the whole
     test split: its ``accuracy`` and ``int8_accuracy`` are test accuracies too."""
     start = time.perf_counter()
+    if spec.deploy and spec.target == "c":
+        find_arm_gcc()  # ToolchainError now, not after training
     t = spec.train
     set_determinism(t.seed, threads)
     if spec.final:
