@@ -179,7 +179,7 @@ def _exact(raw: np.ndarray, pre: Preprocess) -> np.ndarray:
 def _check_against_float(raw: np.ndarray, pre: Preprocess) -> None:
     """``Preprocess.apply`` is within one step of the float pipeline everywhere, and equal to it
     wherever the exact value is not within 1e-3 of a half: there the float path rounds a float32
-    value half to even and ``apply`` a Q24 product half up, so either may land on either side
+    value half to even and ``apply`` a Q32 product half up, so either may land on either side
     (by design: the int8 evaluation uses ``apply`` itself; see ``codegen.preprocess``). Where
     the input scale is the pixel scale (an input calibrated on exactly [0, 1]: s = 1/255) and
     windows have an even pixel count, a quarter (2x2 windows) to a half (1x2) of all pixels are

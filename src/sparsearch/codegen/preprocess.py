@@ -5,7 +5,7 @@ The host pipeline for 8-bit images is: pixels times the data set's ``pixel_scale
 resize to the model's input size (windows of PyTorch's adaptive average pooling: rows
 ``floor(i * H / h)`` to ``ceil((i + 1) * H / h)``), then ``round(x / s) + z``. Here that is
 ``z + round(S * pixel_scale / (n * s))`` for the window's pixel sum ``S`` over ``n`` pixels,
-with the factor held as a Q24 fixed-point multiplier per window size, rounded half up. It can
+with the factor held as a Q32 fixed-point multiplier per window size, rounded half up. It can
 differ from the float pipeline by one step at exact halves, so the host's int8 evaluation of
 8-bit data sets uses :meth:`Preprocess.apply` itself: the firmware and the measured accuracy see
 the same bytes. Data stored as floats have no ``pixel_scale``: ``classify`` then takes the
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SHIFT = 24
-_MAX_MULT = 2**31 - 1
+_SHIFT = 32
+#: Above this a single pixel already saturates (256 steps): the cap keeps S * M in 64 bits.
+_MAX_MULT = 2**40
 
 
 def windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -50,7 +51,7 @@ class Preprocess:
         return windows(h, mh), windows(w, mw)
 
     def multipliers(self) -> list[int]:
-        """Q24 multiplier by window size n (index 0 unused)."""
+        """Q32 multiplier by window size n (index 0 unused)."""
         rows, cols = self._rows_cols()
         n_max = max(e - s for s, e in rows) * max(e - s for s, e in cols)
         assert self.pixel_scale is not None
@@ -112,7 +113,7 @@ class Preprocess:
             shift=_SHIFT,
             half=1 << (_SHIFT - 1),
             zp=self.input_zero_point,
-            tables=tables + table("pre_mult", self.multipliers(), "uint32_t"),
+            tables=tables + table("pre_mult", self.multipliers(), "uint64_t"),
         )
 
 
