@@ -1,6 +1,6 @@
-"""``--strategy`` and ``--space FILE.json`` on ``search`` and ``submit``, ``cancel``, and who
-holds a job: ``search --resume`` refuses a job a live scheduler or another search holds, and
-takes over one whose holder went silent.
+"""``--strategy``, ``--target`` and ``--space FILE.json`` on ``search`` and ``submit`` (and
+``--target`` on ``finalize``), ``cancel``, and who holds a job: ``search --resume`` refuses a
+job a live scheduler or another search holds, and takes over one whose holder went silent.
 
 Searches here never train: their limits are below the smallest network, so the driver fails the
 job before it starts Ray (exit 1) — what is checked is what reached the stored job.
@@ -27,11 +27,13 @@ from typer.testing import CliRunner
 from sparsearch.cli import app
 from sparsearch.space.params import SpaceConfig
 from sparsearch.storage import open_storage
-from sparsearch.vocabulary import STRATEGIES
+from sparsearch.vocabulary import DEFAULT_TARGET, STRATEGIES, TARGETS
 
 SPARSEARCH = Path(sys.executable).with_name("sparsearch")
 #: Limits no network of any space fits: the job fails before anything trains.
 TOO_TIGHT = ("--flash", "100", "--ram", "100", "--trials", "2", "--parallel", "1")
+#: A target other than the default: a test that passes it fails if the option is dropped.
+OTHER = next(t for t in TARGETS if t != DEFAULT_TARGET)
 
 
 class Cli:
@@ -105,6 +107,7 @@ def test_without_options_the_job_gets_the_default_strategy(cli: Cli) -> None:
     assert result.exit_code == 1, result.output
     (job,) = cli.jobs()
     assert job.config["strategy"] == "bo"
+    assert job.config["target"] == DEFAULT_TARGET and f"target {DEFAULT_TARGET}" in result.stderr
     assert job.config["space"]["channels"] == list(SpaceConfig().channels)
 
 
@@ -158,6 +161,142 @@ def test_help_lists_the_strategies_with_their_descriptions(cli: Cli) -> None:
 def test_resume_does_not_take_new_search_options(cli: Cli, tmp_path: Path) -> None:
     result = cli("search", "--resume", "abc", "--strategy", "random")
     _clean_failure(result, "a resumed job keeps its own")
+
+
+# -- --target ----------------------------------------------------------------------------------
+
+
+def test_a_target_reaches_the_stored_job_the_json_and_the_listings(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT, "--target", OTHER, "--json")
+    assert result.exit_code == 1, result.output  # the limits, not the option
+    assert f"strategy bo, target {OTHER}," in result.stderr
+    (job,) = cli.jobs()
+    assert job.config["target"] == OTHER and job.target == OTHER
+    assert json.loads(result.stdout)["target"] == OTHER
+    status = cli("status", job.id, "--json")
+    assert json.loads(status.stdout)["target"] == OTHER
+    assert f"· bo · target {OTHER} ·" in " ".join(cli("status", job.id).stdout.split())
+    (listed,) = json.loads(cli("jobs", "--json").stdout)
+    assert listed["target"] == OTHER
+    table = cli("jobs", COLUMNS="200").stdout
+    assert "target" in table and f" {OTHER} " in table
+
+
+@pytest.mark.parametrize("command", ["search", "submit", "finalize"])
+def test_an_unknown_target_is_a_usage_error_listing_the_choices(cli: Cli, command: str) -> None:
+    args = [command, "JOB"] if command == "finalize" else [command]
+    result = cli(*args, "--target", "esp32")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert all(f"'{t}'" in result.stderr for t in TARGETS), result.stderr
+    assert cli.jobs() == []
+
+
+def test_sparse_accounting_under_c_is_exit_2_with_a_hint(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT, "--target", "c", "--flash-accounting", "sparse")
+    _clean_failure(result, "C target", "--target tflm")
+    assert cli.jobs() == []
+
+
+@pytest.mark.parametrize("command", ["search", "submit", "finalize"])
+def test_help_explains_the_target_and_its_default(cli: Cli, command: str) -> None:
+    text = " ".join(cli(command, "--help", COLUMNS="200").stdout.split())
+    assert "what the limits measure: c = the interpreter-free C model" in text
+    default = (
+        "(default: the source job's)" if command == "finalize" else f"[default: {DEFAULT_TARGET}]"
+    )
+    assert default in text
+
+
+def _job(storage: Any, **config: Any) -> Any:
+    from sparsearch.jobconfig import JobConfig
+
+    cfg = JobConfig.create(dataset="digits", flash_bytes=100, ram_bytes=100, trials=2, **config)
+    return storage.create_job(dataset="digits", config=cfg.to_dict())
+
+
+def test_resume_keeps_the_jobs_target(cli: Cli) -> None:
+    with cli.storage() as storage:
+        job = _job(storage, target=OTHER)
+    result = cli("search", "--resume", job.id, "--target", DEFAULT_TARGET)
+    _clean_failure(result, f"--target {DEFAULT_TARGET}", f"target {OTHER}", "keeps its own")
+    with cli.storage() as storage:
+        assert storage.get_job(job.id).status == "queued"  # not claimed
+        assert storage.list_claims(job.id) == []
+    # Its own target, or none, resumes it (then its limits fail it).
+    for extra in (["--target", OTHER], []):
+        with cli.storage() as storage:
+            storage.set_job_status(job.id, "interrupted")
+        result = cli("search", "--resume", job.id, *extra)
+        assert result.exit_code == 1 and "limits too tight" in result.stderr, result.output
+        assert f"target {OTHER}," in result.stderr
+    with cli.storage() as storage:
+        assert storage.get_job(job.id).config["target"] == OTHER
+
+
+def _completed_trial(storage: Any, job_id: str) -> None:
+    storage.add_trial(
+        job_id,
+        0,
+        status="running",
+        params={"n_blocks": 1},
+        generator="random:sobol",
+        gen_seconds=0.1,
+        estimates={"flash_bytes": 50, "ram_bytes": 50},
+        feasible=True,
+        pruning={"method": "none", "level": 0.0},
+    )
+    storage.finish_trial(job_id, 0, status="completed", metrics={"accuracy": 0.9})
+
+
+def test_finalize_takes_the_source_jobs_target_or_the_one_given(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparsearch.search.driver import SearchDriver
+
+    monkeypatch.setattr(SearchDriver, "run", lambda self: None)  # nothing trains here
+    with cli.storage() as storage:
+        source = _job(storage, target=OTHER)
+        _completed_trial(storage, source.id)
+    targets = []
+    for extra in ([], ["--target", DEFAULT_TARGET]):
+        result = cli("finalize", source.id, "--trials", "0", "--json", *extra)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["finalizes"] == source.id
+        targets.append(doc["target"])
+        with cli.storage() as storage:
+            assert storage.get_job(doc["job_id"]).config["target"] == doc["target"]
+            storage.set_job_status(doc["job_id"], "cancelled")  # frees trial 0
+    assert targets == [OTHER, DEFAULT_TARGET]
+
+
+def test_finalize_under_sparse_accounting_refuses_target_c(cli: Cli) -> None:
+    with cli.storage() as storage:
+        source = _job(storage, target="tflm", flash_accounting="sparse")
+        _completed_trial(storage, source.id)
+    result = cli("finalize", source.id, "--trials", "0", "--target", "c")
+    _clean_failure(result, "C target", "--target tflm")
+    assert len(cli.jobs()) == 1  # the source only
+
+
+def test_finalize_on_a_server_sends_the_target(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Server:
+        def __init__(self, server: str, token: str | None) -> None:
+            pass
+
+        def finalize(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+            sent.append(body)
+            return {"id": "fin1", "target": body.get("target")}
+
+    import sparsearch.client
+
+    monkeypatch.setattr(sparsearch.client, "RemoteBackend", Server)
+    for extra in ([], ["--target", OTHER]):
+        result = cli("finalize", "job1", "--server", "http://127.0.0.1:1", *extra)
+        assert result.exit_code == 0, result.output
+    assert sent == [{"front": False}, {"front": False, "target": OTHER}]
 
 
 # -- who holds a job ---------------------------------------------------------------------------
@@ -265,18 +404,27 @@ def test_submit_sends_the_space_file_and_the_strategy(tmp_path: Path) -> None:
         space = tmp_path / "space.json"
         space.write_text('{"lr": [0.002, 0.04], "channels": [2, 32]}')
         args = ["submit", "--server", url, "--space", str(space), "--strategy", "nsga2"]
+        args += ["--target", OTHER]
         sub = subprocess.run(
             [SPARSEARCH, *args, "--json"], capture_output=True, text=True, env=env, timeout=60
         )
         assert sub.returncode == 0, sub.stderr
         job = json.loads(sub.stdout)
-        assert job["strategy"] == "nsga2" and "strategy nsga2" in sub.stderr
-        assert job["progress"]["screened"] == 0
+        assert job["strategy"] == "nsga2" and f"strategy nsga2, target {OTHER}" in sub.stderr
+        assert job["progress"]["screened"] == 0 and job["target"] == OTHER
         stored = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
-        assert stored["strategy"] == "nsga2"
+        assert stored["strategy"] == "nsga2" and stored["target"] == OTHER
         with open_storage(env["SPARSEARCH_DATABASE_URL"], tmp_path / "artifacts") as storage:
             cfg = storage.get_job(job["id"]).config
         assert cfg["space"]["lr"] == [0.002, 0.04] and cfg["space"]["channels"] == [2, 32]
+        assert cfg["target"] == OTHER
+        sparse_c = ["submit", "--server", url, "--target", "c", "--flash-accounting", "sparse"]
+        refused = subprocess.run(
+            [SPARSEARCH, *sparse_c], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "error:" in refused.stderr and "C target" in refused.stderr
+        assert "hint:" in refused.stderr and "Traceback" not in refused.stderr
         cancel = subprocess.run(
             [SPARSEARCH, "cancel", job["id"], "--server", url],
             capture_output=True,

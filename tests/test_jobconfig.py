@@ -3,6 +3,7 @@ import pytest
 from sparsearch.errors import ConfigError
 from sparsearch.jobconfig import JobConfig
 from sparsearch.space.params import SpaceConfig
+from sparsearch.vocabulary import TARGETS
 
 
 def _cfg(**kw):
@@ -46,3 +47,18 @@ def test_bad_values_raise_config_error(kw):
 def test_magnitude_needs_sparse_accounting():
     with pytest.raises(ConfigError, match="sparse"):
         _cfg(space=SpaceConfig(pruning_methods=("none", "magnitude")))
+
+
+def test_a_finalize_job_keeps_its_sources_target_unless_told():
+    params = [{"n_blocks": 1}]
+    for target in TARGETS:
+        source = _cfg(target=target)
+        assert source.finalizing("job1", [0], params, 9).target == target
+        for other in TARGETS:
+            final = source.finalizing("job1", [0], params, 9, target=other)
+            assert final.target == other and final.finalize is not None
+    sparse = _cfg(target="tflm", flash_accounting="sparse")
+    with pytest.raises(ConfigError, match="C target"):
+        sparse.finalizing("job1", [0], params, 9, target="c")
+    with pytest.raises(ConfigError, match="unknown target"):
+        sparse.finalizing("job1", [0], params, 9, target="esp32")

@@ -260,12 +260,26 @@ class JobConfig:
             }
         return d
 
-    def finalizing(self, source_job: str, trials: list[int], params: list[dict], epochs: int):
+    def finalizing(
+        self,
+        source_job: str,
+        trials: list[int],
+        params: list[dict],
+        epochs: int,
+        target: str | None = None,
+    ) -> JobConfig:
         """The config of a job that retrains ``trials`` of ``source_job`` (this is its config)
-        for ``epochs`` on the whole training split: same data, seed, limits and space."""
+        for ``epochs`` on the whole training split: same data, seed, limits and space, and the
+        same target unless ``target`` names another (ConfigError where it cannot serve)."""
         plan = FinalizePlan(source_job, tuple(trials), tuple(dict(p) for p in params))
         budget = Budget(len(trials), min(self.budget.parallel, len(trials)), epochs)
-        return replace(self, budget=budget, train_limit=None, finalize=plan)
+        return replace(
+            self,
+            budget=budget,
+            train_limit=None,
+            finalize=plan,
+            target=self.target if target is None else target,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobConfig:
@@ -312,9 +326,11 @@ def plan_finalize(
     front: bool = False,
     epochs: int | None = None,
     owner: str | None = None,
+    target: str | None = None,
 ) -> tuple[JobConfig, list[int]]:
     """The config of a finalize job for ``job_id``'s ``trials`` (``front``: every front trial;
-    neither: the most accurate front trial, int8 where measured), and those indices.
+    neither: the most accurate front trial, int8 where measured), and those indices; its
+    target is the job's unless ``target`` names another.
     ConfigError / NotFoundError say what cannot be finalized and why."""
     job = storage.get_job(job_id, owner=owner)
     cfg = JobConfig.from_dict(job.config)
@@ -350,7 +366,7 @@ def plan_finalize(
             )
         params.append(trial.params)
     epochs = epochs if epochs is not None else DEFAULT_EPOCH_FACTOR * cfg.budget.epochs
-    return cfg.finalizing(job_id, chosen, params, epochs), chosen
+    return cfg.finalizing(job_id, chosen, params, epochs, target), chosen
 
 
 def mark_queued(storage: Any, finalize_job: Any) -> None:

@@ -14,7 +14,7 @@ from sparsearch.api.app import create_app
 from sparsearch.api.metrics import GEN_SECONDS_BUCKETS, TRAIN_SECONDS_BUCKETS
 from sparsearch.errors import StorageError
 from sparsearch.storage import JOB_STATUSES, TRIAL_STATUSES
-from sparsearch.vocabulary import STRATEGIES
+from sparsearch.vocabulary import STRATEGIES, TARGETS
 
 FAMILIES = {
     "sparsearch_database_up",
@@ -108,7 +108,13 @@ def _seed_more(storage) -> list[str]:
     )
     queued = storage.create_job(dataset="digits", config=other.to_dict(), owner="dave")
     storage.update_job_summary(queued.id, hypervolume=None, best_accuracy=None, screened=7)
-    return [*ids, job.id, cancelled.id, queued.id]
+    on_c = JobConfig.create(
+        dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=3, strategy="random", target="c"
+    )
+    c_job = storage.create_job(dataset="digits", config=on_c.to_dict(), owner="dave")
+    legacy = {k: v for k, v in other.to_dict().items() if k != "target"}  # stored before targets
+    old = storage.create_job(dataset="digits", config=legacy, owner="dave")
+    return [*ids, job.id, cancelled.id, queued.id, c_job.id, old.id]
 
 
 def test_metrics_is_prometheus_text_without_a_token(client):
@@ -117,9 +123,9 @@ def test_metrics_is_prometheus_text_without_a_token(client):
     assert r.headers["content-type"].startswith("text/plain")
     families = scrape(client)
     assert set(families) >= FAMILIES
-    assert by_labels(families["sparsearch_jobs"], "sparsearch_jobs", "status", "strategy") == {
-        (s, name): 0.0 for s in JOB_STATUSES for name in STRATEGIES
-    }
+    assert by_labels(
+        families["sparsearch_jobs"], "sparsearch_jobs", "status", "strategy", "target"
+    ) == {(s, name, t): 0.0 for s in JOB_STATUSES for name in STRATEGIES for t in TARGETS}
     assert by_label(families["sparsearch_trials"], "sparsearch_trials", "status") == {
         s: 0.0 for s in TRIAL_STATUSES
     }
@@ -136,10 +142,13 @@ def test_gauges_and_histograms_equal_what_is_stored(client, storage):
     expected_jobs = {s: 0.0 for s in JOB_STATUSES} | Counter(j.status for j in jobs)
     assert by_label(families["sparsearch_jobs"], "sparsearch_jobs", "status") == expected_jobs
     assert expected_jobs["completed"] == 2 and expected_jobs["cancelled"] == 1
-    pairs = {(s, name): 0.0 for s in JOB_STATUSES for name in STRATEGIES}
-    pairs |= Counter((j.status, j.strategy) for j in jobs)
-    assert by_labels(families["sparsearch_jobs"], "sparsearch_jobs", "status", "strategy") == pairs
-    assert pairs[("queued", "random")] == 1 and pairs[("queued", "bo")] == 0
+    triples = {(s, name, t): 0.0 for s in JOB_STATUSES for name in STRATEGIES for t in TARGETS}
+    triples |= Counter((j.status, j.strategy, j.target) for j in jobs)
+    labels = ("status", "strategy", "target")
+    assert by_labels(families["sparsearch_jobs"], "sparsearch_jobs", *labels) == triples
+    # A job on c, and one stored before targets (counted as tflm) beside one that says tflm.
+    assert triples[("queued", "random", "c")] == 1 and triples[("queued", "random", "tflm")] == 2
+    assert triples[("queued", "bo", "tflm")] == 0 and triples[("queued", "bo", "c")] == 0
     screened = by_label(
         families["sparsearch_candidates_screened"], "sparsearch_candidates_screened", "strategy"
     )

@@ -55,6 +55,7 @@ JOBS = [
         "budget": {"trials": 100},
         "progress": {"trained": 57, "budget": 100, "screened": 12345},
         "strategy": "evolution",
+        "target": "c",
         "best_accuracy": 0.84412,
         "hypervolume": 0.28913,
         "created_at": NOW.isoformat(),
@@ -114,16 +115,16 @@ def test_jobs_narrow_drops_columns_wide_shows_all() -> None:
     assert at_80[:6] == ["id", "status", "trials", "best", "flash", "RAM"]
     wide = render(jobs_table(JOBS), 200)
     assert header(wide) == [
-        "id", "status", "trials", "best", "flash", "RAM", "strategy", "dataset", "HV",
-        "screened", "created",
+        "id", "status", "trials", "best", "flash", "RAM", "strategy", "target", "dataset",
+        "HV", "screened", "created",
     ]  # fmt: skip
     assert cells(row_of(wide, "4c3cff7718e4"))[4:] == [
-        "24.0 KiB", "6.0 KiB", "evolution", "fashion-mnist", "0.289", "12.3k",
+        "24.0 KiB", "6.0 KiB", "evolution", "c", "fashion-mnist", "0.289", "12.3k",
         short_time(NOW.isoformat()),
     ]  # fmt: skip
-    # A job from a server that predates strategies and screening.
+    # A job from a server that predates strategies, targets and screening.
     second = cells(row_of(wide, "0123456789ab"))
-    assert (second[6], second[9]) == ("-", "-")
+    assert (second[6], second[7], second[10]) == ("-", "-", "-")
     assert JOBS[1]["dataset"] in row_of(wide, "0123456789ab")  # room enough: not cut
     assert "2024-02-03" in row_of(wide, "0123456789ab")  # another year: the date
 
@@ -189,6 +190,22 @@ def test_print_front_follows_the_jobs_accounting(monkeypatch, accounting: str | 
     search_cli.print_front(doc)
     lines = console.file.getvalue().splitlines()
     assert header(lines)[2] == ("flash (nnz)" if accounting == "sparse" else "flash")
+
+
+@pytest.mark.parametrize("target", [None, "tflm", "c"])
+def test_print_front_says_what_the_jobs_target_measures(monkeypatch, target: str | None) -> None:
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    monkeypatch.setattr(search_cli, "out", console)
+    doc = {"job_id": "4c3cff7718e4", "status": "completed", "hypervolume": 0.3, "pareto": TRIALS}
+    if target:
+        doc["target"] = target
+    search_cli.print_front(doc)
+    text = " ".join(console.file.getvalue().split())
+    if target == "c":  # the C model's firmware: no .tflite, no TFLM runtime on top
+        assert "Cortex-M4 firmware image" in text and "static RAM + peak stack" in text
+        assert ".tflite" not in text and "TFLM runtime" not in text
+    else:  # a job from before targets deployed to TFLM
+        assert "the stripped .tflite" in text and "TFLM runtime itself" in text
 
 
 @pytest.mark.parametrize("width", WIDTHS)

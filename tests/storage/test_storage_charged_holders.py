@@ -11,7 +11,7 @@ import pytest
 from sparsearch.errors import NotFoundError
 from sparsearch.storage import ConflictError, Storage
 from sparsearch.storage.schedulers import HeldError
-from sparsearch.vocabulary import JOB_STATUSES, STRATEGIES
+from sparsearch.vocabulary import JOB_STATUSES, STRATEGIES, TARGETS
 
 STALE = 0.3
 
@@ -117,10 +117,19 @@ def test_screened_count_and_strategy_in_the_job_json(storage: Storage) -> None:
         storage.update_job_summary(job.id, hypervolume=None, best_accuracy=None, screened=-1)
 
 
+def test_the_jobs_target_in_its_record_and_json(storage: Storage) -> None:
+    for target in TARGETS:
+        job = storage.get_job(storage.create_job(dataset="digits", config={"target": target}).id)
+        assert job.target == target
+        assert json.loads(json.dumps(job.to_json()))["target"] == target
+    plain = storage.create_job(dataset="digits", config={})  # stored before targets: TFLM
+    assert plain.target == "tflm" and plain.to_json()["target"] == "tflm"
+
+
 def test_monitoring_counts_by_strategy_and_uncharged(storage: Storage) -> None:
     a = storage.create_job(dataset="digits", config={"strategy": "random"}).id
     b = storage.create_job(dataset="digits", config={}).id
-    storage.create_job(dataset="digits", config={"strategy": "random"})
+    storage.create_job(dataset="digits", config={"strategy": "random", "target": "c"})
     storage.update_job_summary(a, hypervolume=None, best_accuracy=None, screened=5)
     storage.update_job_summary(b, hypervolume=None, best_accuracy=None, screened=2)
     storage.set_job_status(b, "completed")
@@ -131,6 +140,15 @@ def test_monitoring_counts_by_strategy_and_uncharged(storage: Storage) -> None:
     assert by_pair[("queued", "random")] == 2 and by_pair[("completed", "bo")] == 1
     assert sum(by_pair.values()) == 3
     assert set(by_pair) == {(s, name) for s in JOB_STATUSES for name in STRATEGIES}
+    by_triple = storage.job_counts()
+    assert set(by_triple) == {
+        (s, name, target) for s in JOB_STATUSES for name in STRATEGIES for target in TARGETS
+    }
+    # Jobs stored before targets (no key) count as TFLM.
+    assert (
+        by_triple[("queued", "random", "c")] == 1 and by_triple[("queued", "random", "tflm")] == 1
+    )
+    assert by_triple[("completed", "bo", "tflm")] == 1 and sum(by_triple.values()) == 3
     assert storage.screened_counts() == dict.fromkeys(STRATEGIES, 0) | {"bo": 2, "random": 5}
     assert storage.uncharged_trial_count() == 1
 

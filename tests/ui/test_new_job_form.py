@@ -11,6 +11,10 @@ from ui_helpers import ACTIVE_JOBS, csrf_of, form_csrf, location, page, queued_j
 
 from sparsearch.errors import ConfigError
 from sparsearch.units import parse_size
+from sparsearch.vocabulary import DEFAULT_TARGET, TARGETS
+
+#: A target other than the default: the form's choice must reach the job.
+OTHER = next(t for t in TARGETS if t != DEFAULT_TARGET)
 
 FORM = {
     "dataset": "digits",
@@ -23,6 +27,7 @@ FORM = {
     "epochs": "2",
     "seed": "7",
     "strategy": "random",
+    "target": OTHER,
     "flash_accounting": "dense",
 }
 #: The POST /v1/jobs body of FORM.
@@ -32,6 +37,7 @@ BODY = {
     "budget": {"trials": 3, "parallel": 1, "epochs": 2},
     "seed": 7,
     "strategy": "random",
+    "target": OTHER,
 }
 
 
@@ -65,6 +71,7 @@ def test_the_form_creates_a_job_with_sizes_read_with_units(alice, api_alice, sto
     }
     assert job["budget"] == {"trials": 3, "parallel": 1, "epochs": 2}
     assert (job["seed"], job["strategy"], job["dataset"]) == (7, "random", "digits")
+    assert job["target"] == OTHER
     assert job["status"] == "queued"
     assert storage.get_job(job_id, owner="alice").config["space"]["pruning_methods"] == [
         "filter_norm"
@@ -112,6 +119,7 @@ REFUSED = [
     ({"ram": "-5"}, {"limits": {**BODY["limits"], "ram_bytes": -5}}),
     ({"flash": "99999999999"}, {"limits": {**BODY["limits"], "flash_bytes": 99999999999}}),
     ({"strategy": "guess"}, {"strategy": "guess"}),
+    ({"target": "esp32"}, {"target": "esp32"}),
     ({"pruning_methods": "magnitude"}, {"pruning_methods": ["magnitude"]}),  # dense: no
 ]  # fmt: skip
 
@@ -131,6 +139,35 @@ def test_refusals_carry_the_apis_message_for_the_same_values(alice, api_alice, s
             # a text field the API names: the message is shown at it too
             assert _field_message(doc, field) == words(problem["detail"]), fields
     assert storage.count_jobs(None, owner="alice") == 0
+
+
+def test_the_target_select_offers_every_target_the_default_selected(alice):
+    select = page(alice.get("/new")).by_id("new-job").find("select", name="target")
+    options = select.find_all("option")
+    assert [o.attrs["value"] for o in options] == list(TARGETS)
+    assert [o.attrs["value"] for o in options if "selected" in o.attrs] == [DEFAULT_TARGET]
+    assert "Cortex-M4" in page(alice.get("/new")).by_id("h-target").text()
+
+
+def test_sparse_accounting_under_c_is_refused_with_the_apis_message(alice, api_alice, storage):
+    changes = {"target": "c", "flash_accounting": "sparse"}
+    api = alice.post("/v1/jobs", json={**BODY, **changes}, headers=api_alice)
+    assert api.status_code == 422, api.text
+    problem = api.json()
+    r = _submit(alice, **changes)
+    assert r.status_code == 422
+    doc = page(r)
+    assert doc.by_id("form-problem").text() == words(f"{problem['detail']} ({problem['hint']})")
+    kept = doc.find("select", name="target").find_all("option", selected=True)
+    assert [o.attrs["value"] for o in kept] == ["c"]  # kept for correcting
+    assert storage.count_jobs(None, owner="alice") == 0
+
+
+def test_the_job_page_and_the_jobs_table_show_the_target(alice):
+    job_id = location(_submit(alice)).removeprefix("/jobs/")
+    assert page(alice.get(f"/jobs/{job_id}")).by_id("job-target").text() == OTHER
+    rows = [tr for tr in page(alice.get("/")).find_all("tr", data_job_id=job_id)]
+    assert [row.find("td", data_role="target").text() for row in rows] == [OTHER]
 
 
 def test_over_the_active_job_quota_is_a_409_with_the_apis_message(alice, api_alice, storage):

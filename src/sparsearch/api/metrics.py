@@ -3,8 +3,9 @@ latency of this process's requests.
 
 Every app gets its own ``CollectorRegistry`` (never prometheus_client's global one), so many
 apps in one process (tests) do not collide. Labels are bounded and carry no owner data: job
-and trial statuses, search strategy names, HTTP method, status code and the *route template*
-(``/v1/jobs/{job_id}``, never the raw path; anything no route matches is ``unmatched``).
+and trial statuses, search strategy and target names, HTTP method, status code and the *route
+template* (``/v1/jobs/{job_id}``, never the raw path; anything no route matches is
+``unmatched``).
 
 Jobs and trials are counted from the database, not in memory: trials are generated and
 trained in scheduler processes, so the database is the only place every process agrees on.
@@ -82,10 +83,12 @@ class StorageCollector(Collector):
     def _families(self) -> Iterator[Metric]:
         st = self._storage
         jobs = GaugeMetricFamily(
-            "sparsearch_jobs", "Jobs by status and search strategy", labels=["status", "strategy"]
+            "sparsearch_jobs",
+            "Jobs by status, search strategy and deployment target",
+            labels=["status", "strategy", "target"],
         )
-        for (status, strategy), n in st.job_strategy_counts().items():
-            jobs.add_metric([status, strategy], n)
+        for (status, strategy, target), n in st.job_counts().items():
+            jobs.add_metric([status, strategy, target], n)
         yield jobs
         screened = GaugeMetricFamily(
             "sparsearch_candidates_screened",

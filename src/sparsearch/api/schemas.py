@@ -17,7 +17,14 @@ from sparsearch.datasets import BUILTIN_DATASETS
 from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
 from sparsearch.space.params import KERNEL_SIZES
 from sparsearch.storage.records import DATASET_ID_PATTERN, TrialInfo
-from sparsearch.vocabulary import DEFAULT_STRATEGY, FLASH_ACCOUNTINGS, PRUNING_CHOICES, STRATEGIES
+from sparsearch.vocabulary import (
+    DEFAULT_STRATEGY,
+    DEFAULT_TARGET,
+    FLASH_ACCOUNTINGS,
+    PRUNING_CHOICES,
+    STRATEGIES,
+    TARGETS,
+)
 
 T = TypeVar("T")
 
@@ -25,6 +32,13 @@ PruningName = Literal[PRUNING_CHOICES]  # type: ignore[valid-type]
 FlashAccounting = Literal[FLASH_ACCOUNTINGS]  # type: ignore[valid-type]
 BuiltinDataset = Literal[BUILTIN_DATASETS]  # type: ignore[valid-type]
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+Target = Literal[TARGETS]  # type: ignore[valid-type]
+#: What a job's ``target`` means (``JobCreate``, ``JobPublic``, finalize), as the CLI's help says.
+TARGET_DESCRIPTION = (
+    "What the limits measure: `c` = the interpreter-free C model as Cortex-M4 firmware (flash "
+    "it adds, static RAM + peak stack); `tflm` = the .tflite on TensorFlow Lite Micro (model "
+    "file, tensor arena). Sparse flash accounting is for `tflm` only"
+)
 
 # -- integers -----------------------------------------------------------------------------------
 # Every integer a request carries (body, path or query) is bounded at the edge by at most what
@@ -123,6 +137,7 @@ class JobCreate(_Strict):
         description="How candidates are proposed: "
         + "; ".join(f"`{s.name}`: {s.description}" for s in STRATEGIES.values()),
     )
+    target: Target = Field(default=DEFAULT_TARGET, description=TARGET_DESCRIPTION)
 
 
 class Progress(BaseModel):
@@ -156,6 +171,7 @@ class JobPublic(BaseModel):
     seed: int
     flash_accounting: str
     strategy: str = Field(description="The search strategy; `finalize` for a finalize job")
+    target: str = Field(description=TARGET_DESCRIPTION)
     finalizes: str | None = Field(
         default=None, description="A finalize job: the job whose trials it retrains"
     )

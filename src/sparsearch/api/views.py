@@ -9,7 +9,7 @@ from typing import Any
 from sparsearch.api.schemas import JobCreate, JobPublic, Progress, SpaceIn
 from sparsearch.jobconfig import JobConfig, default_space
 from sparsearch.space.params import SpaceConfig
-from sparsearch.vocabulary import TFLM_RUNTIME_FLASH, accounted_flash_field
+from sparsearch.vocabulary import TFLM_RUNTIME_FLASH, accounted_flash_field, target_of
 
 
 def field_errors(errors: list[Any]) -> list[dict[str, Any]]:
@@ -65,6 +65,7 @@ def job_config(body: JobCreate) -> JobConfig:
             pruning_methods=body.pruning_methods,
         ),
         strategy=body.strategy,
+        target=body.target,
     )
 
 
@@ -83,6 +84,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         seed=cfg.get("seed", 0),
         flash_accounting=cfg.get("flash_accounting", "dense"),
         strategy=job.strategy,
+        target=target_of(cfg),
         finalizes=(cfg.get("finalize") or {}).get("job_id"),
         progress=Progress(
             budget=cfg["budget"]["trials"],

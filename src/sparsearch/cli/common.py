@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import INT64_MAX
-from sparsearch.vocabulary import DEFAULT_STRATEGY, STRATEGIES
+from sparsearch.vocabulary import DEFAULT_STRATEGY, DEFAULT_TARGET, STRATEGIES, TARGETS
 
 # soft_wrap: messages (paths, URLs) are never broken across lines at the terminal width.
 err = Console(stderr=True, soft_wrap=True)
@@ -69,6 +69,23 @@ StrategyOption = typer.Option(
     + "): "
     + "; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()),
 )
+#: The type of ``--target`` (its choices: ``vocabulary.TARGETS``).
+TargetName = Literal[TARGETS]  # type: ignore[valid-type]
+#: What ``--target`` says, on every command that takes it.
+TARGET_HELP = (
+    "what the limits measure: c = the interpreter-free C model as Cortex-M4 firmware (flash it "
+    "adds, static RAM + peak stack); tflm = the .tflite on TensorFlow Lite Micro (model file, "
+    "tensor arena)"
+)
+TargetOption = typer.Option(DEFAULT_TARGET, "--target", metavar="NAME", help=TARGET_HELP)
+#: ``finalize --target``: the source job's target unless given.
+FinalizeTargetOption = typer.Option(
+    None,
+    "--target",
+    metavar="NAME",
+    show_default=False,
+    help=TARGET_HELP + " (default: the source job's)",
+)
 SpaceOption = typer.Option(
     None,
     "--space",
@@ -78,6 +95,13 @@ SpaceOption = typer.Option(
 )
 #: Larger --space files are refused unread (the object has a handful of short fields).
 MAX_SPACE_FILE_BYTES = 64 * 1024
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (on the command line or in the environment)
+    rather than leaving its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def settings_from(db: str | None = None, artifacts: Path | None = None) -> Any:

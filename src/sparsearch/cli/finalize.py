@@ -14,7 +14,9 @@ import typer
 from sparsearch.cli.common import (
     ArtifactsOption,
     DbOption,
+    FinalizeTargetOption,
     ServerOption,
+    TargetName,
     TokenOption,
     check_int,
     fail,
@@ -54,6 +56,7 @@ def finalize(
     epochs: int | None = typer.Option(
         None, metavar="N", help="Training epochs (default: 4x the search's), on train + validation"
     ),
+    target: TargetName | None = FinalizeTargetOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),
     db: str | None = DbOption,
     artifacts: Path | None = ArtifactsOption,
@@ -74,13 +77,15 @@ def finalize(
         chosen = _trial_list(trials)
         check_int(epochs, "--epochs", low=1, high=MAX_EPOCHS)
         if server:
-            _finalize_remote(server, token, job_id, chosen, front, epochs, as_json)
+            _finalize_remote(server, token, job_id, chosen, front, epochs, target, as_json)
             return
         settings = settings_from(db, artifacts)
         storage = open_from(settings)
         from sparsearch.jobconfig import mark_queued, plan_finalize
 
-        cfg, indices = plan_finalize(storage, job_id, trials=chosen, front=front, epochs=epochs)
+        cfg, indices = plan_finalize(
+            storage, job_id, trials=chosen, front=front, epochs=epochs, target=target
+        )
         holder = JobHolder(storage, settings)
         job = holder.create(dataset=cfg.dataset, config=cfg.to_dict())
         mark_queued(storage, job)
@@ -90,7 +95,8 @@ def finalize(
         fail(e)
     say(
         f"job {job.id}: final training of job {job_id} trial(s) "
-        f"{', '.join(map(str, indices))} for {cfg.budget.epochs} epochs on train + validation"
+        f"{', '.join(map(str, indices))} for {cfg.budget.epochs} epochs on train + validation, "
+        f"target {cfg.target}"
     )
     with holder:
         run_job(storage, job, settings, data=None, as_json=as_json, holder=holder)
@@ -103,6 +109,7 @@ def _finalize_remote(
     trials: list[int] | None,
     front: bool,
     epochs: int | None,
+    target: str | None,
     as_json: bool,
 ) -> None:
     from sparsearch.client import RemoteBackend
@@ -112,6 +119,8 @@ def _finalize_remote(
         body["trials"] = trials
     if epochs is not None:
         body["epochs"] = epochs
+    if target is not None:
+        body["target"] = target
     job = RemoteBackend(server, token).finalize(job_id, body)
     if as_json:
         sys.stdout.write(json.dumps(job) + "\n")

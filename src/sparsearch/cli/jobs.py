@@ -27,6 +27,8 @@ from sparsearch.cli.common import (
     SpaceOption,
     StrategyName,
     StrategyOption,
+    TargetName,
+    TargetOption,
     TokenOption,
     TrialsOption,
     backend,
@@ -161,6 +163,7 @@ def submit(
     seed: int = SeedOption,
     flash_accounting: str = AccountingOption,
     strategy: StrategyName | None = StrategyOption,
+    target: TargetName = TargetOption,
     space: Path | None = SpaceOption,
     watch: bool = typer.Option(False, "--watch", help="Follow the job until it finishes"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
@@ -187,6 +190,7 @@ def submit(
             "seed": seed,
             "flash_accounting": flash_accounting,
             "strategy": strategy or DEFAULT_STRATEGY,
+            "target": target,
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")
@@ -202,7 +206,7 @@ def submit(
     say(
         f"submitted job {job['id']} to {server}: {dataset}, flash ≤ "
         f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials, strategy "
-        f"{job.get('strategy', body['strategy'])}"
+        f"{job.get('strategy', body['strategy'])}, target {job.get('target', body['target'])}"
     )
     if watch:
         job = _watch(source, job["id"])
@@ -237,7 +241,8 @@ def status(
     uncharged = f", uncharged {p['uncharged']}" if p.get("uncharged") else ""
     out.print(
         escape(
-            f"job {job['id']}: {job['status']} · {job.get('strategy', '-')} · trained "
+            f"job {job['id']}: {job['status']} · {job.get('strategy', '-')} · target "
+            f"{job.get('target', '-')} · trained "
             f"{p['trained']}/{p['budget']} (completed {p['completed']}, failed {p['failed']}, "
             f"running {p['running']}, infeasible {p['infeasible']}{uncharged}) · screened "
             f"{p.get('screened', 0)} · best {'-' if best is None else f'{best:.3f}'} · "

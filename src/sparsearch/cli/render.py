@@ -268,7 +268,7 @@ def _trials(j: dict[str, Any]) -> str:
 
 def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
     """Jobs: id (what `pareto`/`pull` take, always whole), status, trials (trained/budget),
-    best accuracy; then the limits, strategy, dataset, hypervolume, screened candidates and
+    best accuracy; then the limits, strategy, target, dataset, hypervolume, screened candidates and
     creation time as width allows."""
     columns = [
         Col("id", 0, ident=True),
@@ -278,6 +278,7 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
         Col("flash", 1, right=True),
         Col("RAM", 1, right=True),
         Col("strategy", 2),
+        Col("target", 2),
         Col("dataset", 2, max_width=20),
         Col("HV", 3, right=True),
         Col("screened", 3, right=True),
@@ -297,6 +298,7 @@ def jobs_table(jobs: Iterable[dict[str, Any]]) -> FitTable:
                 "flash": format_size(lim.get("flash_bytes")),
                 "RAM": format_size(lim.get("ram_bytes")),
                 "strategy": str(j.get("strategy") or "-"),
+                "target": str(j.get("target") or "-"),
                 "dataset": str(j.get("dataset", "")),
                 "HV": "-" if hv is None else f"{hv:.3f}",
                 "screened": _count(screened),

@@ -25,10 +25,13 @@ from sparsearch.cli.common import (
     SpaceOption,
     StrategyName,
     StrategyOption,
+    TargetName,
+    TargetOption,
     TrialsOption,
     check_int,
     err,
     fail,
+    given,
     masked,
     open_from,
     out,
@@ -39,10 +42,11 @@ from sparsearch.cli.common import (
 )
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import parse_size
-from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH
+from sparsearch.vocabulary import DEFAULT_STRATEGY, TFLM_RUNTIME_FLASH, target_of
 
 
 def search(
+    ctx: typer.Context,
     dataset: str = typer.Option(
         "digits", metavar="NAME", help="digits | fashion-mnist | idx:DIR | npz:FILE"
     ),
@@ -56,6 +60,7 @@ def search(
     seed: int = SeedOption,
     flash_accounting: str = AccountingOption,
     strategy: StrategyName | None = StrategyOption,
+    target: TargetName = TargetOption,
     space: Path | None = SpaceOption,
     train_limit: int | None = typer.Option(
         None, metavar="N", help="Use a stratified training subset of N images"
@@ -99,6 +104,7 @@ def search(
                 space=overrides,
                 train_limit=train_limit,
                 strategy=strategy or DEFAULT_STRATEGY,
+                target=target,
             )
             # Load (and so validate) the data before a job row exists: bad data creates nothing.
             data = load_dataset(cfg.dataset, seed=cfg.seed, train_limit=cfg.train_limit)
@@ -110,6 +116,14 @@ def search(
                 )
             data = None
         storage = open_from(settings)
+        if resume is not None and given(ctx, "target"):
+            kept = target_of(storage.get_job(resume).config)
+            if target != kept:
+                raise ConfigError(
+                    f"--target {target} differs from job {resume}'s target {kept}; a resumed job "
+                    "keeps its own",
+                    f"drop --target to resume job {resume}",
+                )
         # This process holds the job as a scheduler would (claim, heartbeats, cancel, takeover).
         holder = JobHolder(storage, settings)
         job = (
@@ -125,7 +139,7 @@ def search(
     say(
         f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
         f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
-        f"{bud['epochs']} epochs), strategy {job.strategy}, database "
+        f"{bud['epochs']} epochs), strategy {job.strategy}, target {job.target}, database "
         f"{masked(settings.database_url)}"
     )
     with holder:
@@ -277,6 +291,7 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
         "budget": job.config["budget"],
         "flash_accounting": job.config.get("flash_accounting", "dense"),
         "strategy": job.strategy,
+        "target": job.target,
         "screened": job.screened,
         "hypervolume": job.hypervolume,
         "best_accuracy": job.best_accuracy,
@@ -299,7 +314,8 @@ def _finalized(storage: Any, config: dict[str, Any]) -> dict[str, Any]:
 
 def print_front(doc: dict[str, Any]) -> None:
     """Print a front table; ``doc`` needs job_id (or id), status, hypervolume, pareto, and may
-    say flash_accounting (default dense: a sparse job's table shows the non-zero flash)."""
+    say flash_accounting (default dense: a sparse job's table shows the non-zero flash) and
+    target (what the flash and RAM are, said under the table; without one, TFLM's)."""
     from sparsearch.cli.render import front_table
 
     hv = doc["hypervolume"]
@@ -316,6 +332,12 @@ def print_front(doc: dict[str, Any]) -> None:
     out.print(front_table(front, title=title, flash_accounting=accounting))
     if not front:
         out.print("no feasible completed trial yet")
+        return
+    if (doc.get("target") or target_of({})) == "c":
+        out.print(
+            "accuracy: int8 on TFLite Micro; flash: what the C model adds to a Cortex-M4 "
+            "firmware image; RAM: its static RAM + peak stack (~ marks estimates)"
+        )
         return
     out.print(
         "accuracy: int8 on TFLite Micro; flash: the stripped .tflite; RAM: the TFLM arena "

@@ -18,6 +18,7 @@ from ..vocabulary import (
     JOB_STATUSES,
     TARGET_METRICS,
     TRIAL_STATUSES,
+    target_of,
 )
 
 #: What ``scheduler_state`` reports.
@@ -136,6 +137,12 @@ class JobInfo:
             return "finalize"
         return str(self.config.get("strategy", DEFAULT_STRATEGY))
 
+    @property
+    def target(self) -> str:
+        """What the job deploys to (``vocabulary.TARGETS``), and so what its limits, front and
+        tables measure; jobs stored before targets existed deployed to TFLM."""
+        return target_of(self.config)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -152,6 +159,7 @@ class JobInfo:
             "owner": self.owner,
             "cancel_requested": self.cancel_requested,
             "strategy": self.strategy,
+            "target": self.target,
             "screened": self.screened,
         }
 

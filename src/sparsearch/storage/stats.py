@@ -18,13 +18,18 @@ from ..vocabulary import (
     DEFAULT_STRATEGY,
     JOB_STATUSES,
     STRATEGIES,
+    TARGETS,
     TRIAL_STATUSES,
+    target_of,
 )
 from ._base import StorageBase
 from .models import Job, Trial
 
 #: A job's strategy read from its JSON config (NULL for jobs stored before strategies: ``bo``).
 JOB_STRATEGY = func.coalesce(Job.config["strategy"].as_string(), DEFAULT_STRATEGY)
+#: A job's target read from its JSON config, as ``vocabulary.target_of`` reads it: jobs stored
+#: before targets (no key) count as the target they deployed to then.
+JOB_TARGET = func.coalesce(func.nullif(Job.config["target"].as_string(), ""), target_of({}))
 
 #: Trial columns :meth:`StatsMixin.trial_seconds` can summarise.
 SECONDS_COLUMNS: dict[str, object] = {
@@ -34,14 +39,32 @@ SECONDS_COLUMNS: dict[str, object] = {
 
 
 class StatsMixin(StorageBase):
+    def job_counts(self) -> dict[tuple[str, str, str], int]:
+        """Jobs per ``(status, strategy, target)``, every triple of ``JOB_STATUSES`` x
+        ``STRATEGIES`` x ``TARGETS`` present (0 when none)."""
+        query = select(Job.status, JOB_STRATEGY, JOB_TARGET, func.count()).group_by(
+            Job.status, JOB_STRATEGY, JOB_TARGET
+        )
+        with self._tx("counting jobs by status, strategy and target") as s:
+            found = {
+                (status, str(strategy), str(target)): int(n)
+                for status, strategy, target, n in s.execute(query)
+            }
+        counts = {
+            (status, name, target): 0
+            for status in JOB_STATUSES
+            for name in STRATEGIES
+            for target in TARGETS
+        }
+        return counts | found
+
     def job_strategy_counts(self) -> dict[tuple[str, str], int]:
         """Jobs per ``(status, strategy)``, every pair of ``JOB_STATUSES`` x ``STRATEGIES``
-        present (0 when none)."""
-        query = select(Job.status, JOB_STRATEGY, func.count()).group_by(Job.status, JOB_STRATEGY)
-        with self._tx("counting jobs by status and strategy") as s:
-            found = {(status, str(strategy)): int(n) for status, strategy, n in s.execute(query)}
+        present (0 when none): :meth:`job_counts` summed over targets."""
         counts = {(status, name): 0 for status in JOB_STATUSES for name in STRATEGIES}
-        return counts | found
+        for (status, strategy, _), n in self.job_counts().items():
+            counts[(status, strategy)] = counts.get((status, strategy), 0) + n
+        return counts
 
     def screened_counts(self) -> dict[str, int]:
         """Candidates the jobs' screens rejected by estimate, summed per strategy (every

@@ -14,7 +14,14 @@ from pydantic import Field, Strict, StrictBool, StrictInt
 
 from sparsearch.api.deps import OwnerDep, SettingsDep, StorageDep
 from sparsearch.api.routes.jobs import JobId, store_job
-from sparsearch.api.schemas import JobPublic, Problem, TrialIndex, _Strict
+from sparsearch.api.schemas import (
+    TARGET_DESCRIPTION,
+    JobPublic,
+    Problem,
+    Target,
+    TrialIndex,
+    _Strict,
+)
 from sparsearch.api.views import job_public
 from sparsearch.jobconfig import MAX_EPOCHS, mark_queued, plan_finalize
 
@@ -31,6 +38,9 @@ class FinalizeIn(_Strict):
     front: StrictBool = Field(default=False, description="Finalize every trial on the front")
     epochs: Annotated[StrictInt, Field(ge=1, le=MAX_EPOCHS)] | None = Field(
         default=None, description="Training epochs on train + validation (default: 4x the job's)"
+    )
+    target: Target | None = Field(
+        default=None, description=f"{TARGET_DESCRIPTION} (default: the job's own)"
     )
 
 
@@ -64,7 +74,13 @@ def finalize(
     owner: OwnerDep,
 ) -> JobPublic:
     cfg, _ = plan_finalize(
-        storage, job_id, trials=body.trials, front=body.front, epochs=body.epochs, owner=owner
+        storage,
+        job_id,
+        trials=body.trials,
+        front=body.front,
+        epochs=body.epochs,
+        owner=owner,
+        target=body.target,
     )
     # A chosen trial that an unfinished finalize job retrains is a 409 naming that job
     # (checked with the insert, in one step: Storage.create_job).

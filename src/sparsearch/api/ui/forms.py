@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from sparsearch.api.routes.datasets import upload_dataset
 from sparsearch.api.routes.jobs import create_job
-from sparsearch.api.schemas import JobCreate
+from sparsearch.api.schemas import TARGET_DESCRIPTION, JobCreate
 from sparsearch.api.ui.pages import SessionDep
 from sparsearch.api.ui.render import check_csrf, redirect, render
 from sparsearch.api.views import field_errors
@@ -26,10 +26,12 @@ from sparsearch.errors import SparsearchError
 from sparsearch.units import parse_size
 from sparsearch.vocabulary import (
     DEFAULT_STRATEGY,
+    DEFAULT_TARGET,
     FLASH_ACCOUNTINGS,
     PRUNING_CHOICES,
     PRUNING_METHODS,
     STRATEGIES,
+    TARGETS,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -48,6 +50,7 @@ DEFAULTS = {
     "epochs": "6",
     "seed": "0",
     "strategy": DEFAULT_STRATEGY,
+    "target": DEFAULT_TARGET,
     "flash_accounting": "dense",
 }
 
@@ -86,6 +89,7 @@ def job_body(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         "budget": budget,
         "seed": _number(str(form.get("seed", "0")) or "0"),
         "strategy": form.get("strategy") or DEFAULT_STRATEGY,
+        "target": form.get("target") or DEFAULT_TARGET,
         "flash_accounting": form.get("flash_accounting") or "dense",
     }
     methods = list(form.get("pruning_methods") or [])
@@ -101,6 +105,8 @@ def _choices(storage: Any, owner: str) -> dict[str, Any]:
         "uploads": uploads,
         "strategies": list(STRATEGIES.values()),
         "accountings": FLASH_ACCOUNTINGS,
+        "targets": TARGETS,
+        "target_help": TARGET_DESCRIPTION.replace("`", ""),
         "methods": [(m, PRUNING_METHODS.get(m)) for m in PRUNING_CHOICES],
     }
 
