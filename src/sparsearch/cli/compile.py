@@ -31,7 +31,7 @@ def compile_model(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout"),
 ) -> None:
-    """Turn an int8 .tflite into plain C (no interpreter), checked bit-exact against TFLM."""
+    """Turn an int8 .tflite into interpreter-free C, checked vs TFLM."""
     try:
         check_int(seed, "--seed", hint="use a seed of 0 or more")
         report = _run(model, output, samples, prefix, seed, not no_firmware, as_json)
