@@ -74,6 +74,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@$(MAKE) --no-print-directory datasets
 	$(PY) benchmarks/search_overhead.py --compare-random --out benchmarks/results/search_overhead.json
 	$(PY) benchmarks/generation_cost.py --out benchmarks/results/generation_cost.json
