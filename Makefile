@@ -76,6 +76,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@$(MAKE) --no-print-directory datasets
+	$(PY) benchmarks/make_mnist1d.py --out runs/mnist1d.npz
+	$(PY) benchmarks/c_vs_tflm.py --workdir runs/c_vs_tflm --out benchmarks/results/c_vs_tflm.json
 	$(PY) benchmarks/search_overhead.py --compare-random --out benchmarks/results/search_overhead.json
 	$(PY) benchmarks/generation_cost.py --out benchmarks/results/generation_cost.json
 	$(PY) benchmarks/space_defaults.py --out benchmarks/results/space_defaults.json
