@@ -181,7 +181,11 @@ class SearchDriver:
 
                 find_arm_gcc()  # a local run: say so before anything trains
             self.screen = Screen(
-                self.cfg, self._input_shape, self._num_classes, screened=self.job.screened
+                self.cfg,
+                self._input_shape,
+                self._num_classes,
+                screened=self.job.screened,
+                pixel_scale=data.pixel_scale,
             )
             self.screen.check_reachable()
             self._lookahead = self._start_strategy(state)

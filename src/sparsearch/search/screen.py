@@ -56,9 +56,13 @@ class Screen:
         num_classes: int,
         *,
         screened: int = 0,
+        pixel_scale: float | None = 1.0 / 255.0,
     ) -> None:
-        """``screened``: the count so far (a resumed job goes on from its stored one)."""
+        """``screened``: the count so far (a resumed job goes on from its stored one).
+        ``pixel_scale``: the data set's (None for data stored as floats): under the ``c``
+        target, what ``classify``'s preprocessing costs."""
         self.cfg = cfg
+        self.pixel_scale = pixel_scale
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.codec = Codec(cfg.space)
@@ -80,7 +84,7 @@ class Screen:
                 return self._cache[key]
         try:
             arch, pruning, _ = self.decode(params)
-            est = estimate(arch, pruning).to_dict()
+            est = self.estimate(arch, pruning).to_dict()
         except SpaceError:
             costs = None
         else:
@@ -96,6 +100,10 @@ class Screen:
             if len(self._cache) < 200_000:
                 self._cache[key] = costs
         return costs
+
+    def estimate(self, arch: ArchSpec, pruning: PruningSpec) -> Any:
+        """The candidate's CostEstimate on the job's target."""
+        return estimate(arch, pruning, target=self.cfg.target, pixel_scale=self.pixel_scale)
 
     def within(self, costs: Costs | None) -> bool:
         return costs is not None and self.cfg.limits.fits(costs.flash, costs.ram, costs.macs)
@@ -172,7 +180,7 @@ class Screen:
         for arch in smallest_candidates(self.cfg.space, self.input_shape, self.num_classes):  # type: ignore[arg-type]
             for pruning in self._deepest_pruning():
                 try:
-                    est = estimate(arch, pruning).to_dict()
+                    est = self.estimate(arch, pruning).to_dict()
                 except SpaceError:
                     continue
                 rows.append(

@@ -295,6 +295,8 @@ class CostEstimate:
     params: int
     weight_bytes: int
     nnz_flash_bytes: int
+    #: Cortex-M4 instructions of one inference (the ``c`` target's estimate; None for tflm).
+    instructions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -321,14 +323,24 @@ def tail_breakdown(
 
 
 def estimate(
-    arch: ArchSpec, pruning: PruningSpec = PruningSpec(), *, channels_last_input: bool = True
+    arch: ArchSpec,
+    pruning: PruningSpec = PruningSpec(),
+    *,
+    channels_last_input: bool = True,
+    target: str = "tflm",
+    pixel_scale: float | None = 1.0 / 255.0,
 ) -> CostEstimate:
-    """Cost of ``arch`` after ``pruning`` (structured methods shrink it first).
+    """Cost of ``arch`` after ``pruning`` (structured methods shrink it first) on ``target``.
 
+    ``tflm``: the stripped ``.tflite`` and TFLM's arena (below). ``c``: the interpreter-free C
+    model as Cortex-M4 firmware (``c_estimate``); ``pixel_scale``: None for data stored as
+    floats (``classify`` then takes the int8 input; 8-bit images pay for the preprocessing).
     ``channels_last_input`` models the export with an NHWC int8 input (``to_channel_last_io``);
     False adds the input TRANSPOSE an NCHW export carries. Raises SpaceError for an arch that
     cannot be built.
     """
+    if target == "c":
+        return c_estimate(arch, pruning, pixel_scale=pixel_scale)
     layers = layer_shapes(effective_arch(arch, pruning))
     graph = _tflm_graph.lower(layers, channels_last_input)
     weights = sum(layer.weights for layer in layers)
@@ -344,4 +356,33 @@ def estimate(
         params=weights + biases,
         weight_bytes=weights + 4 * biases,
         nnz_flash_bytes=nnz + math.ceil(weights / 8) + 4 * biases,
+    )
+
+
+def c_estimate(
+    arch: ArchSpec, pruning: PruningSpec = PruningSpec(), *, pixel_scale: float | None = 1 / 255
+) -> CostEstimate:
+    """The C target's cost: the candidate as the graph the generator reads (``_c_graph``,
+    checked equal to the export's), lowered and planned by ``codegen`` itself (the static
+    buffer is the generator's to the byte), costed by ``codegen.cost`` (flash, stack and
+    instructions of the compiled kernels: one toolchain's tables)."""
+    from sparsearch.codegen import cost, passes
+    from sparsearch.space._c_graph import model_of
+
+    layers = layer_shapes(effective_arch(arch, pruning))
+    model = model_of(layers)
+    c, h, w = arch.input_shape
+    pre = cost.classify_of(model, source_hwc=(h, w, c), pixel_scale=pixel_scale)
+    got = cost.c_cost(model, passes.layers(model), classify=pre)
+    weights = sum(layer.weights for layer in layers)
+    biases = sum(layer.biases for layer in layers)
+    return CostEstimate(
+        flash_bytes=got.flash_bytes,
+        ram_bytes=got.ram_bytes,
+        activation_bytes=got.static_ram_bytes,
+        macs=sum(layer.macs for layer in layers),
+        params=weights + biases,
+        weight_bytes=weights + 4 * biases,
+        nnz_flash_bytes=_nonzero_weights(weights, pruning) + math.ceil(weights / 8) + 4 * biases,
+        instructions=got.instructions,
     )
