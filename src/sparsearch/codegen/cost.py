@@ -727,7 +727,11 @@ RATIO_GROUPS = ("window", "window_row", "window_single")
 
 def kernel_instructions(kernel: str, group: str, feats: dict[str, int]) -> float:
     """The kernel's own instructions (``requantize`` calls apart)."""
-    coef = INSTRUCTIONS[(kernel, group)]
+    coef = (  # a kernel the fitted models only ever called once, or only ever shared: the other
+        INSTRUCTIONS.get((kernel, group))
+        or INSTRUCTIONS.get((kernel, "generic"))
+        or INSTRUCTIONS[(kernel, "specialized")]
+    )
     if group in RATIO_GROUPS and kernel == "conv":
         return coef["generic"] * kernel_instructions(kernel, "generic", feats)
     return sum(coef.get(f, 0.0) * n for f, n in feats.items())
