@@ -10,6 +10,8 @@ buffer and a copy each while keeping TFLM's outputs bit for bit:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sparsearch.codegen.graph import Model, ModelError, Operator, Tensor
 from sparsearch.codegen.ops import HINT, Layer, conv, fully_connected, lower
 from sparsearch.codegen.ops.base import int_values
@@ -115,14 +117,14 @@ def _int8_activation(t: Tensor) -> bool:
     )
 
 
-def _columns(model: Model, transpose: Operator) -> tuple[int, ...]:
+def _columns(model: Model, transpose: Operator) -> Any:
     """For each input element (NHWC order), the column of the transposed, flattened input."""
     import numpy as np
 
     x = model.tensor(transpose.inputs[0])
     perm = [int(p) for p in int_values(model.tensor(transpose.inputs[1]))]
     src = np.arange(x.numel).reshape(x.shape).transpose(perm).ravel()
-    return tuple(int(v) for v in np.argsort(src))
+    return np.argsort(src)
 
 
 def layers(model: Model) -> list[Layer]:

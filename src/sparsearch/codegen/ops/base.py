@@ -9,7 +9,10 @@ lowers), ``KERNELS`` (C source of the static kernel functions it needs, by name)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from sparsearch.codegen.graph import Model, ModelError, Operator, Tensor
 
@@ -22,13 +25,14 @@ HINT = (
 MAX_DIM = 65535
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Const:
-    """A constant array the layer needs in flash: C element type and values."""
+    """A constant array the layer needs in flash: C element type and values (a tuple, or a
+    NumPy array for weights: the estimator lowers thousands of candidates)."""
 
     name: str
     ctype: str  # "int8_t" | "int32_t"
-    values: tuple[int, ...]
+    values: Sequence[int]
 
     @property
     def nbytes(self) -> int:
@@ -123,6 +127,12 @@ def nhwc(op: Operator, t: Tensor, what: str) -> tuple[int, int, int]:
         if not 1 <= d <= MAX_DIM:
             raise fail(op, f"{what} has a dimension of {d} (1..{MAX_DIM} supported)")
     return h, w, c
+
+
+def weight_values(t: Tensor) -> np.ndarray:
+    """The int8 values of a constant weight tensor, as an array (no per-element Python)."""
+    assert t.data is not None
+    return np.frombuffer(t.data, dtype=np.int8)
 
 
 def int_values(t: Tensor) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ from sparsearch.codegen.ops.base import (
     nhwc,
     output,
     symmetric_weights,
+    weight_values,
     window_in_place,
 )
 from sparsearch.codegen.quant import activation_range, per_channel_multipliers
@@ -233,7 +234,7 @@ def lower(
         x.scales[0], scales if len(scales) == oc else scales * oc, y.scales[0]
     )
     name = f"l{op.index}"
-    consts = [Const(f"{name}_w", "int8_t", int_values(w))]
+    consts = [Const(f"{name}_w", "int8_t", weight_values(w))]
     if b is not None:
         consts.append(Const(f"{name}_b", "int32_t", int_values(b)))
     consts.append(Const(f"{name}_m", "int32_t", tuple(m for m, _ in pairs)))

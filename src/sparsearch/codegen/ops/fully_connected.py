@@ -5,6 +5,10 @@ layer reads an NHWC map directly instead of a transposed copy."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from sparsearch.codegen.graph import Model, Operator
 from sparsearch.codegen.ops.base import (
     MAX_DIM,
@@ -17,6 +21,7 @@ from sparsearch.codegen.ops.base import (
     int_values,
     output,
     symmetric_weights,
+    weight_values,
 )
 from sparsearch.codegen.quant import (
     activation_range,
@@ -67,7 +72,7 @@ def lower(
     op: Operator,
     model: Model,
     source: int | None = None,
-    columns: tuple[int, ...] | None = None,
+    columns: Sequence[int] | None = None,
 ) -> Layer:
     """The layer of a fully-connected op. ``source``/``columns``: read tensor ``source``
     instead (a folded TRANSPOSE + RESHAPE) with the weight columns taken in ``columns`` order."""
@@ -102,9 +107,9 @@ def lower(
         pairs = [per_tensor_multiplier(x.scales[0], scales[0], y.scales[0])]
     else:
         pairs = per_channel_multipliers(x.scales[0], scales, y.scales[0])
-    weights = int_values(w)
+    weights = weight_values(w)
     if columns is not None:
-        weights = tuple(weights[r * depth + j] for r in range(out_c) for j in columns)
+        weights = weights.reshape(out_c, depth)[:, np.asarray(columns)].ravel()
     name = f"l{op.index}"
     consts = [Const(f"{name}_w", "int8_t", weights)]
     if b is not None:
