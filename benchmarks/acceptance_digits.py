@@ -40,7 +40,7 @@ def dominated(t: dict, others: list[dict]) -> bool:
 def run_seed(seed: int, workdir: Path) -> dict:
     db = f"sqlite:///{workdir / f'seed{seed}.db'}"
     cmd = [
-        str(Path(sys.executable).with_name("sparsearch")), "search",
+        str(Path(sys.executable).with_name("sparsearch")), "search", "--target", "tflm",
         "--dataset", "digits", "--flash", "24KiB", "--ram", "6KiB",
         "--trials", str(TRIALS), "--parallel", "2", "--epochs", "6",
         "--db", db, "--artifacts", str(workdir / "artifacts"), "--seed", str(seed), "--json",

@@ -62,7 +62,8 @@ def main() -> None:
     info = machine_info()
     start = time.monotonic()
     search = [
-        SPARSEARCH, "search", "--dataset", "fashion-mnist", "--train-limit", str(a.train_limit),
+        SPARSEARCH, "search", "--target", "tflm",  # as the committed run (before the C target)
+        "--dataset", "fashion-mnist", "--train-limit", str(a.train_limit),
         "--flash", a.flash, "--ram", a.ram, "--trials", str(a.trials),
         "--parallel", str(a.parallel), "--epochs", str(a.epochs), "--seed", str(a.seed),
         "--db", db, "--artifacts", str(artifacts), "--json",

@@ -52,6 +52,7 @@ def run_strategy(
     tmp = Path(tempfile.mkdtemp(prefix=f"sparsearch-bench-{strategy}-"))
     storage = open_storage(f"sqlite:///{tmp / 'bench.db'}", tmp / "artifacts")
     cfg = JobConfig.create(
+        target="tflm",  # the committed results compare with runs from before the C target
         dataset=args.dataset,
         flash_bytes=args.flash,
         ram_bytes=args.ram,

@@ -177,6 +177,7 @@ def run_one(
 
         space = replace(default_space("dense"), pruning_methods=tuple(args.pruning_methods))
     cfg = JobConfig.create(
+        target="tflm",  # the committed results compare with runs from before the C target
         space=space,
         dataset=args.dataset,
         flash_bytes=limits["flash_bytes"],

@@ -22,6 +22,7 @@ def _front_job(storage, owner: str, rows, *, accounting: str = "dense") -> str:
         ram_bytes=6144,
         trials=max(len(rows), 1),
         flash_accounting=accounting,
+        target="tflm",  # sparse accounting is a TFLM notion
     )
     job = storage.create_job(dataset="digits", config=cfg.to_dict(), owner=owner)
     for i, (acc, flash, nnz, ram) in enumerate(rows):

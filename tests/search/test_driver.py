@@ -34,7 +34,7 @@ def _job(storage, **kw):
 
 
 def _within(cfg, spec) -> bool:
-    est = estimate(spec.arch, spec.pruning)
+    est = estimate(spec.arch, spec.pruning, target=cfg.target, pixel_scale=1 / 16)  # digits
     flash = est.nnz_flash_bytes if cfg.flash_accounting == "sparse" else est.flash_bytes
     return flash <= cfg.limits.flash_bytes and est.ram_bytes <= cfg.limits.ram_bytes
 
@@ -122,7 +122,7 @@ def test_an_exception_inside_the_strategy_fails_the_job_with_one_line(storage, p
 
 
 def test_limits_below_the_smallest_pruned_network_fail_naming_the_limit(storage):
-    job, _ = _job(storage, flash_bytes=1000, ram_bytes=50_000)
+    job, _ = _job(storage, flash_bytes=1000, ram_bytes=50_000, target="tflm")
     with pytest.raises(SearchError, match=r"flash: the smallest network needs \d+ B"):
         SearchDriver(storage, job.id, runner=FakeRunner()).run()
     stored = storage.get_job(job.id)
@@ -228,7 +228,7 @@ def test_a_design_that_finds_nothing_feasible_in_its_draw_budget_says_so():
 
 
 def test_a_resumed_job_keeps_counting_screened_candidates_from_its_stored_count(storage):
-    job, _ = _job(storage, flash_bytes=5000, ram_bytes=3000, trials=4, parallel=1)
+    job, _ = _job(storage, flash_bytes=5000, ram_bytes=3000, trials=4, parallel=1, target="tflm")
     first = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0))
     first._should_stop = lambda: "interrupted" if first.progress.completed >= 2 else None
     first.run()

@@ -22,7 +22,9 @@ ARCH = ArchSpec((1, 8, 8), 10, (BlockSpec("conv", 3, 8, "stride"),), head_pool="
 def old_job(tmp_path):
     """A job with one completed trial as an older sparsearch stored it."""
     storage = open_storage(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "artifacts")
-    cfg = JobConfig.create(dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=1)
+    cfg = JobConfig.create(
+        dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=1, target="tflm"
+    )  # a job of before the C target
     job = storage.create_job(dataset="digits", config=cfg.to_dict())
     spec = TrialSpec(ARCH, train=TrainSpec(epochs=2), export_onnx=False, deploy=False)
     result = run_trial(spec, load_dataset("digits"))
@@ -55,8 +57,9 @@ def test_export_measures_an_old_trial_and_stores_its_deployment(old_job):
     assert after.flash_bytes == len(tflite)
     assert run_tflm(tflite).arena_total == after.ram_bytes
     assert {a.kind for a in storage.list_artifacts(job_id, 0)} == {
-        "state_dict", "tflite", "c_source"
+        "state_dict", "tflite", "c_source", "c_project"
     }  # fmt: skip
+    assert after.tflm_flash_bytes == len(tflite) and after.c_flash_bytes > 0
     assert after.pareto and storage.get_job(job_id).best_accuracy == after.int8_accuracy
     assert said and "trial 0:" in said[0]
     assert export_stored(storage, job_id) == 0  # measured trials are left as they are

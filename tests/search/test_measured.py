@@ -31,7 +31,7 @@ class MeasuringRunner(FakeRunner):
         base = super().result(ref)
         if isinstance(base, TrialFailure):
             return base
-        est = estimate(spec.arch, spec.pruning)
+        est = estimate(spec.arch, spec.pruning, target=spec.target, pixel_scale=1 / 16)  # digits
         index = int(re.findall(r"trial (\d+)", spec.label)[-1])
         ram = self.ram_limit + self.over_by if index in self.over else est.ram_bytes - 8
         return replace(

@@ -46,6 +46,7 @@ def config(name: str, limits: tuple[int, int]) -> JobConfig:
         parallel=2,
         epochs=1,
         strategy=name,
+        target="tflm",  # the limits below are calibrated on TFLM's sizes
     )
 
 

@@ -55,7 +55,14 @@ def export_stored(
         x_train, x_val, x_test = prepare_inputs(TrialSpec(arch=arch), data)
         try:
             shipped = deploy(
-                model, arch, data, x_train, x_val, x_test, title=f"job {job_id} trial {t.index}"
+                model,
+                arch,
+                data,
+                x_train,
+                x_val,
+                x_test,
+                title=f"job {job_id} trial {t.index}",
+                target=cfg.target,
             )
         except TrialError as e:
             on_trial(f"trial {t.index}: {e.message}")
