@@ -104,7 +104,12 @@ def _seed_more(storage) -> list[str]:
     storage.add_trial(job.id, 4, status="failed", gen_seconds=None, charged=False, **common)
     storage.update_job_summary(job.id, hypervolume=None, best_accuracy=None, screened=4)
     other = JobConfig.create(
-        dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=3, strategy="random"
+        dataset="digits",
+        flash_bytes=24576,
+        ram_bytes=6144,
+        trials=3,
+        strategy="random",
+        target="tflm",
     )
     queued = storage.create_job(dataset="digits", config=other.to_dict(), owner="dave")
     storage.update_job_summary(queued.id, hypervolume=None, best_accuracy=None, screened=7)

@@ -251,6 +251,7 @@ def sparse_job(tmp_path: Path) -> tuple[str, str]:
         cfg = JobConfig.create(
             dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=2,
             flash_accounting="sparse",
+            target="tflm",  # sparse accounting is a TFLM notion
         )  # fmt: skip
         job = storage.create_job(dataset="digits", config=cfg.to_dict())
         for i, (acc, flash, nnz) in enumerate([(0.95, 20480, 7168), (0.9, 10240, 3072)]):
