@@ -207,6 +207,86 @@ def test_help_explains_the_target_and_its_default(cli: Cli, command: str) -> Non
     assert default in text
 
 
+# -- --max-instructions ------------------------------------------------------------------------
+
+
+def test_max_instructions_reaches_the_stored_job_the_json_and_the_summaries(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT, "--target", "c", "--max-instructions", "250000", "--json")
+    assert result.exit_code == 1, result.output  # the limits, not the option
+    assert "RAM ≤ 100 B, ≤ 250,000 instructions, 2 trials" in result.stderr
+    (job,) = cli.jobs()
+    assert job.config["limits"]["instructions"] == 250_000
+    limits = json.loads(result.stdout)["limits"]
+    assert limits["instructions"] == 250_000
+    assert {"flash_bytes", "ram_bytes", "macs", "ram_margin_bytes"} <= set(limits)
+    status = cli("status", job.id, "--json")
+    assert json.loads(status.stdout)["limits"]["instructions"] == 250_000
+    assert "≤ 250,000 instructions" in " ".join(cli("status", job.id).stdout.split())
+
+
+def test_without_max_instructions_the_json_limits_say_null(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT, "--target", "c", "--json")
+    assert result.exit_code == 1, result.output
+    limits = json.loads(result.stdout)["limits"]
+    assert "instructions" in limits and limits["instructions"] is None
+    assert "RAM ≤ 100 B, 2 trials" in result.stderr
+    (job,) = cli.jobs()
+    assert job.config["limits"]["instructions"] is None
+
+
+def test_max_instructions_under_tflm_is_exit_2_with_a_hint(cli: Cli) -> None:
+    result = cli("search", *TOO_TIGHT, "--target", "tflm", "--max-instructions", "250000")
+    _clean_failure(result, "instructions are measured for the C target", "--target c")
+    assert cli.jobs() == []
+
+
+@pytest.mark.parametrize("command", ["search", "submit"])
+@pytest.mark.parametrize("bad", ["0", "-3", str(10**12 + 1)])
+def test_a_bad_max_instructions_is_exit_2(cli: Cli, command: str, bad: str) -> None:
+    server = ["--server", "http://127.0.0.1:1"] if command == "submit" else []
+    result = cli(command, *server, *TOO_TIGHT, "--target", "c", "--max-instructions", bad)
+    _clean_failure(result, "--max-instructions")
+    assert cli.jobs() == []
+
+
+def test_resume_does_not_take_max_instructions(cli: Cli) -> None:
+    result = cli("search", "--resume", "abc", "--max-instructions", "5000")
+    _clean_failure(result, "a resumed job keeps its limits")
+
+
+@pytest.mark.parametrize("command", ["search", "submit"])
+def test_help_explains_max_instructions(cli: Cli, command: str) -> None:
+    text = " ".join(cli(command, "--help", COLUMNS="200").stdout.split())
+    assert "--max-instructions" in text
+    assert "Optional latency budget: Cortex-M4 instructions per inference (target c)" in text
+
+
+def test_submit_sends_max_instructions(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Server:
+        def __init__(self, server: str, token: str | None) -> None:
+            pass
+
+        def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+            sent.append(body)
+            limits = {"macs": None, "ram_margin_bytes": 0, "instructions": None, **body["limits"]}
+            return {"id": f"job{len(sent)}", **body, "limits": limits}
+
+    import sparsearch.client
+
+    monkeypatch.setattr(sparsearch.client, "RemoteBackend", Server)
+    server = ["--server", "http://127.0.0.1:1", "--target", "c"]
+    result = cli("submit", *server, "--max-instructions", "750000")
+    assert result.exit_code == 0, result.output
+    assert sent[0]["limits"]["instructions"] == 750_000 and sent[0]["target"] == "c"
+    assert "≤ 750,000 instructions" in result.stderr
+    assert result.stdout.strip() == "job1"
+    plain = cli("submit", *server)
+    assert plain.exit_code == 0, plain.output
+    assert "instructions" not in sent[1]["limits"] and "RAM ≤ 8192 B, 8 trials" in plain.stderr
+
+
 def _job(storage: Any, **config: Any) -> Any:
     from sparsearch.jobconfig import JobConfig
 

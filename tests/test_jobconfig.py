@@ -1,7 +1,7 @@
 import pytest
 
 from sparsearch.errors import ConfigError
-from sparsearch.jobconfig import JobConfig
+from sparsearch.jobconfig import MAX_INSTRUCTIONS, JobConfig, Limits
 from sparsearch.space.params import SpaceConfig
 from sparsearch.vocabulary import TARGETS
 
@@ -62,3 +62,58 @@ def test_a_finalize_job_keeps_its_sources_target_unless_told():
         sparse.finalizing("job1", [0], params, 9, target="c")
     with pytest.raises(ConfigError, match="unknown target"):
         sparse.finalizing("job1", [0], params, 9, target="esp32")
+
+
+# -- the instructions limit (issue 21) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, 1.5, "5000", MAX_INSTRUCTIONS + 1])
+def test_an_instructions_limit_must_be_a_positive_integer_up_to_the_cap(bad):
+    with pytest.raises(ConfigError, match="limit instructions") as caught:
+        Limits(24576, 6144, instructions=bad)
+    assert caught.value.hint
+    with pytest.raises(ConfigError, match="limit instructions"):
+        _cfg(target="c", instructions=bad)
+
+
+def test_an_instructions_limit_up_to_the_cap_is_kept():
+    assert Limits(24576, 6144, instructions=MAX_INSTRUCTIONS).instructions == MAX_INSTRUCTIONS
+    assert _cfg(target="c", instructions=1).limits.instructions == 1
+    assert _cfg().limits.instructions is None
+
+
+def test_fits_refuses_only_instructions_over_a_set_limit():
+    lim = Limits(24576, 6144, instructions=50_000)
+    assert lim.fits(1000, 1000, None, 50_000)
+    assert not lim.fits(1000, 1000, None, 50_001)
+    assert not lim.fits(1000, 1000, instructions=50_001)
+    assert lim.fits(1000, 1000)  # unknown instructions never refuse
+    assert lim.misses(1000, 1000, None, 50_001) == ["instructions 50001 > 50000"]
+    assert lim.misses(1000, 1000, None, 50_000) == []
+    assert lim.misses(30_000, 1000, None, 60_000) == [
+        "flash 30000 B > 24576 B",
+        "instructions 60000 > 50000",
+    ]
+    unlimited = Limits(24576, 6144)
+    assert unlimited.fits(1000, 1000, None, 10**11) and unlimited.misses(1, 1, None, 10**11) == []
+
+
+def test_an_instructions_limit_is_refused_under_tflm_with_a_hint():
+    with pytest.raises(ConfigError, match="instructions are measured for the C target") as caught:
+        _cfg(target="tflm", instructions=50_000)
+    assert "--target c" in caught.value.hint
+    # ... and a finalize job of a c job with one cannot move to tflm.
+    source = _cfg(target="c", instructions=50_000)
+    with pytest.raises(ConfigError, match="C target"):
+        source.finalizing("job1", [0], [{"n_blocks": 1}], 9, target="tflm")
+    assert source.finalizing("job1", [0], [{"n_blocks": 1}], 9).limits.instructions == 50_000
+
+
+def test_an_instructions_limit_round_trips_and_old_configs_have_none():
+    cfg = _cfg(target="c", instructions=123_456)
+    stored = cfg.to_dict()
+    assert stored["limits"]["instructions"] == 123_456
+    assert JobConfig.from_dict(stored) == cfg
+    old = _cfg(target="c").to_dict()
+    del old["limits"]["instructions"]  # a job stored before the limit existed
+    assert JobConfig.from_dict(old).limits.instructions is None

@@ -30,6 +30,8 @@ from sparsearch.vocabulary import (
 MAX_BYTES = 1 << 30
 #: Largest MACs limit.
 MAX_MACS = 10**12
+#: Largest instructions limit (Cortex-M4 instructions per inference, target ``c``).
+MAX_INSTRUCTIONS = 10**12
 MAX_TRIALS = 10_000
 MAX_PARALLEL = 64
 MAX_EPOCHS = 200
@@ -37,7 +39,10 @@ MAX_EPOCHS = 200
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits in bytes (``macs`` optional). Candidates over a limit are never trained.
+    """Hard limits in bytes (``macs`` and ``instructions`` optional). Candidates over a limit
+    (by estimate) are never trained; a trial over one as measured is kept infeasible.
+
+    ``instructions``: a latency budget, Cortex-M4 instructions per inference (target ``c``).
 
     ``ram_margin_bytes``: RAM of the limit kept free for what the reference-kernel arena does
     not count (CMSIS-NN scratch buffers, the application): a model must fit
@@ -47,28 +52,47 @@ class Limits:
     ram_bytes: int
     macs: int | None = None
     ram_margin_bytes: int = 0
+    instructions: int | None = None
 
     @property
     def model_ram_bytes(self) -> int:
         """The RAM a model may use: the limit less the margin."""
         return self.ram_bytes - self.ram_margin_bytes
 
-    def fits(self, flash: int, ram: int, macs: int | None = None) -> bool:
-        """Whether a model of ``flash`` (as the job accounts it), ``ram`` and ``macs`` is
-        within every limit: the one rule, for estimates and measurements alike."""
+    def fits(
+        self, flash: int, ram: int, macs: int | None = None, instructions: int | None = None
+    ) -> bool:
+        """Whether a model of ``flash`` (as the job accounts it), ``ram``, ``macs`` and
+        ``instructions`` is within every limit: the one rule, for estimates and measurements
+        alike. None (a limit or a value) is unlimited or unknown: it never refuses."""
         return (
             flash <= self.flash_bytes
             and ram <= self.model_ram_bytes
             and (self.macs is None or macs is None or macs <= self.macs)
+            and (
+                self.instructions is None
+                or instructions is None
+                or instructions <= self.instructions
+            )
         )
 
-    def misses(self, flash: int, ram: int) -> list[str]:
+    def misses(
+        self, flash: int, ram: int, macs: int | None = None, instructions: int | None = None
+    ) -> list[str]:
         """What :meth:`fits` refuses, one phrase per limit, e.g. ``"RAM 6244 B > 6144 B"``."""
         out = []
         if flash > self.flash_bytes:
             out.append(f"flash {flash} B > {self.flash_bytes} B")
         if ram > self.model_ram_bytes:
             out.append(f"RAM {ram} B > {self.model_ram_bytes} B")
+        if self.macs is not None and macs is not None and macs > self.macs:
+            out.append(f"MACs {macs} > {self.macs}")
+        if (
+            self.instructions is not None
+            and instructions is not None
+            and instructions > self.instructions
+        ):
+            out.append(f"instructions {instructions} > {self.instructions}")
         return out
 
     def __post_init__(self) -> None:
@@ -91,6 +115,18 @@ class Limits:
                 raise ConfigError(
                     f"limit {name} is {value}, above the largest accepted ({top})",
                     "check the units: 24KiB is 24576 bytes",
+                )
+        n = self.instructions
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+                raise ConfigError(
+                    f"limit instructions must be a positive integer, got {n!r}",
+                    "give Cortex-M4 instructions per inference, e.g. 2000000",
+                )
+            if n > MAX_INSTRUCTIONS:
+                raise ConfigError(
+                    f"limit instructions is {n}, above the largest accepted ({MAX_INSTRUCTIONS})",
+                    "give instructions per inference, e.g. 2000000 (about 12 ms at 168 MHz)",
                 )
         if margin >= self.ram_bytes:
             raise ConfigError(
@@ -189,6 +225,12 @@ class JobConfig:
                 "C target measures the firmware as built, with dense kernels",
                 "use --target tflm with --flash-accounting sparse, or dense accounting",
             )
+        if self.limits.instructions is not None and self.target != "c":
+            raise ConfigError(
+                f"an instructions limit needs target c: instructions are measured for the C "
+                f"target only, not for {self.target}",
+                "use --target c with --max-instructions, or drop --max-instructions",
+            )
         if (
             not isinstance(self.seed, int)
             or isinstance(self.seed, bool)
@@ -230,6 +272,7 @@ class JobConfig:
         strategy: str = DEFAULT_STRATEGY,
         ram_margin_bytes: int = 0,
         target: str = DEFAULT_TARGET,
+        instructions: int | None = None,
     ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
@@ -237,7 +280,7 @@ class JobConfig:
             )
         return cls(
             dataset=dataset,
-            limits=Limits(flash_bytes, ram_bytes, macs, ram_margin_bytes),
+            limits=Limits(flash_bytes, ram_bytes, macs, ram_margin_bytes, instructions),
             budget=Budget(trials, parallel, epochs),
             seed=seed,
             flash_accounting=flash_accounting,

@@ -74,6 +74,7 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
         "ram_bytes": 6144,
         "macs": None,
         "ram_margin_bytes": 0,
+        "instructions": None,
     }
     assert job["budget"] == {"trials": 4, "parallel": 2, "epochs": 4}
     assert job["progress"] == {

@@ -22,6 +22,7 @@ FORM = {
     "ram": "24KiB",
     "ram_margin": "0",
     "macs": "",
+    "instructions": "",
     "trials": "3",
     "parallel": "1",
     "epochs": "2",
@@ -68,6 +69,7 @@ def test_the_form_creates_a_job_with_sizes_read_with_units(alice, api_alice, sto
         "ram_bytes": 24576,
         "ram_margin_bytes": 1024,
         "macs": 50000,
+        "instructions": None,
     }
     assert job["budget"] == {"trials": 3, "parallel": 1, "epochs": 2}
     assert (job["seed"], job["strategy"], job["dataset"]) == (7, "random", "digits")
@@ -115,6 +117,8 @@ REFUSED = [
     ({"trials": "51"}, {"budget": {**BODY["budget"], "trials": 51}}),  # over max_trials
     ({"seed": "-1"}, {"seed": -1}),
     ({"macs": "0"}, {"limits": {**BODY["limits"], "macs": 0}}),
+    ({"instructions": "0"}, {"limits": {**BODY["limits"], "instructions": 0}}),
+    ({"instructions": "lots"}, {"limits": {**BODY["limits"], "instructions": "lots"}}),
     ({"flash": "0"}, {"limits": {**BODY["limits"], "flash_bytes": 0}}),
     ({"ram": "-5"}, {"limits": {**BODY["limits"], "ram_bytes": -5}}),
     ({"flash": "99999999999"}, {"limits": {**BODY["limits"], "flash_bytes": 99999999999}}),
@@ -161,6 +165,35 @@ def test_sparse_accounting_under_c_is_refused_with_the_apis_message(alice, api_a
     kept = doc.find("select", name="target").find_all("option", selected=True)
     assert [o.attrs["value"] for o in kept] == ["c"]  # kept for correcting
     assert storage.count_jobs(None, owner="alice") == 0
+
+
+def test_an_instructions_limit_under_tflm_is_refused_with_the_apis_message(
+    alice, api_alice, storage
+):
+    api_body = {**BODY, "target": "tflm", "limits": {**BODY["limits"], "instructions": 5000}}
+    api = alice.post("/v1/jobs", json=api_body, headers=api_alice)
+    assert api.status_code == 422, api.text
+    problem = api.json()
+    assert "C target" in problem["detail"] and "--target c" in problem["hint"]
+    r = _submit(alice, target="tflm", instructions="5000")
+    assert r.status_code == 422
+    doc = page(r)
+    assert doc.by_id("form-problem").text() == words(f"{problem['detail']} ({problem['hint']})")
+    assert doc.find("input", name="instructions").attrs["value"] == "5000"  # kept
+    assert storage.count_jobs(None, owner="alice") == 0
+
+
+def test_an_instructions_limit_reaches_the_job_and_its_page(alice, api_alice, storage):
+    r = _submit(alice, target="c", instructions="300000")
+    job_id = location(r).removeprefix("/jobs/")
+    assert location(r) == f"/jobs/{job_id}"
+    job = alice.get(f"/v1/jobs/{job_id}", headers=api_alice).json()
+    assert job["limits"]["instructions"] == 300000 and job["target"] == "c"
+    assert storage.get_job(job_id, owner="alice").config["limits"]["instructions"] == 300000
+    facts = words(page(alice.get(f"/jobs/{job_id}")).text())
+    assert "Instructions300,000 per inference" in facts  # <dt>, then <dd>
+    plain = location(_submit(alice, target="c")).removeprefix("/jobs/")
+    assert "Instructions" not in words(page(alice.get(f"/jobs/{plain}")).text())
 
 
 def test_the_job_page_and_the_jobs_table_show_the_target(alice):

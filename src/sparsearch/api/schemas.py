@@ -14,7 +14,14 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, create_model
 
 from sparsearch.datasets import BUILTIN_DATASETS
-from sparsearch.jobconfig import MAX_BYTES, MAX_EPOCHS, MAX_MACS, MAX_PARALLEL, MAX_TRIALS
+from sparsearch.jobconfig import (
+    MAX_BYTES,
+    MAX_EPOCHS,
+    MAX_INSTRUCTIONS,
+    MAX_MACS,
+    MAX_PARALLEL,
+    MAX_TRIALS,
+)
 from sparsearch.space.params import KERNEL_SIZES
 from sparsearch.storage.records import DATASET_ID_PATTERN, TrialInfo
 from sparsearch.vocabulary import (
@@ -76,6 +83,11 @@ class LimitsIn(_Strict):
         description="RAM of the limit kept free for what the TFLM reference-kernel arena does "
         "not count (CMSIS-NN scratch buffers, the application): models must fit "
         "ram_bytes - ram_margin_bytes",
+    )
+    instructions: Annotated[StrictInt, Field(ge=1, le=MAX_INSTRUCTIONS)] | None = Field(
+        default=None,
+        description="Optional latency budget: Cortex-M4 instructions per inference, as "
+        "measured in the emulator (target `c` only; a `tflm` job with one is a 422)",
     )
 
 

@@ -53,6 +53,7 @@ def job_config(body: JobCreate) -> JobConfig:
         flash_bytes=body.limits.flash_bytes,
         ram_bytes=body.limits.ram_bytes,
         macs=body.limits.macs,
+        instructions=body.limits.instructions,
         ram_margin_bytes=body.limits.ram_margin_bytes,
         trials=body.budget.trials,
         parallel=body.budget.parallel,
@@ -79,7 +80,8 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         status=job.status,
         owner=job.owner,
         dataset=cfg["dataset"],
-        limits=cfg["limits"],
+        # Jobs stored before the instructions limit have none.
+        limits={**cfg["limits"], "instructions": cfg["limits"].get("instructions")},
         budget=cfg["budget"],
         seed=cfg.get("seed", 0),
         flash_accounting=cfg.get("flash_accounting", "dense"),

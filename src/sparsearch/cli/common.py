@@ -43,6 +43,12 @@ FlashOption = typer.Option(
 )
 RamOption = typer.Option("8KiB", metavar="SIZE", help="RAM limit (same units)")
 MacsOption = typer.Option(None, metavar="N", help="Optional limit on multiply-accumulates")
+InstructionsOption = typer.Option(
+    None,
+    "--max-instructions",
+    metavar="N",
+    help="Optional latency budget: Cortex-M4 instructions per inference (target c)",
+)
 RamMarginOption = typer.Option(
     None,
     "--ram-margin",
@@ -208,6 +214,20 @@ def check_int(
     if value > high:
         limit = "the largest integer stored" if high == INT64_MAX else "the most it allows"
         raise ConfigError(f"{flag} must be <= {high} ({limit}), got {value}", hint)
+
+
+def check_instructions(value: int | None) -> None:
+    """``--max-instructions``: from 1 to the product's cap (None: no limit); ConfigError (exit
+    2) otherwise."""
+    from sparsearch.jobconfig import MAX_INSTRUCTIONS
+
+    check_int(
+        value,
+        "--max-instructions",
+        low=1,
+        high=MAX_INSTRUCTIONS,
+        hint="give Cortex-M4 instructions per inference, e.g. 2000000",
+    )
 
 
 def print_error(message: str, hint: str | None = None) -> None:

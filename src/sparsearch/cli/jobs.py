@@ -18,6 +18,7 @@ from sparsearch.cli.common import (
     DbOption,
     EpochsOption,
     FlashOption,
+    InstructionsOption,
     MacsOption,
     ParallelOption,
     RamMarginOption,
@@ -32,6 +33,7 @@ from sparsearch.cli.common import (
     TokenOption,
     TrialsOption,
     backend,
+    check_instructions,
     check_int,
     err,
     fail,
@@ -39,7 +41,7 @@ from sparsearch.cli.common import (
     read_space,
     say,
 )
-from sparsearch.cli.search import print_front
+from sparsearch.cli.search import instructions_note, print_front
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.units import format_size, parse_size
 from sparsearch.vocabulary import (
@@ -156,6 +158,7 @@ def submit(
     flash: str = FlashOption,
     ram: str = RamOption,
     macs: str | None = MacsOption,
+    max_instructions: int | None = InstructionsOption,
     ram_margin: str | None = RamMarginOption,
     trials: int = TrialsOption,
     parallel: int = ParallelOption,
@@ -194,6 +197,9 @@ def submit(
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")
+        if max_instructions is not None:
+            check_instructions(max_instructions)
+            body["limits"]["instructions"] = max_instructions
         if ram_margin:
             body["limits"]["ram_margin_bytes"] = parse_size(ram_margin, what="--ram-margin")
         if space is not None:  # checked here as the server will, to name the file
@@ -205,7 +211,8 @@ def submit(
     lim = job["limits"]
     say(
         f"submitted job {job['id']} to {server}: {dataset}, flash ≤ "
-        f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B, {trials} trials, strategy "
+        f"{lim['flash_bytes']} B, RAM ≤ {lim['ram_bytes']} B{instructions_note(lim)}, {trials} "
+        "trials, strategy "
         f"{job.get('strategy', body['strategy'])}, target {job.get('target', body['target'])}"
     )
     if watch:
@@ -248,7 +255,7 @@ def status(
             f"{p.get('screened', 0)} · best {'-' if best is None else f'{best:.3f}'} · "
             f"HV {'-' if hv is None else f'{hv:.3f}'} · flash ≤ "
             f"{format_size(job['limits']['flash_bytes'])}, RAM ≤ "
-            f"{format_size(job['limits']['ram_bytes'])}"
+            f"{format_size(job['limits']['ram_bytes'])}{instructions_note(job['limits'])}"
         ),
         highlight=False,
     )

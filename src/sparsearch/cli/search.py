@@ -17,6 +17,7 @@ from sparsearch.cli.common import (
     DbOption,
     EpochsOption,
     FlashOption,
+    InstructionsOption,
     MacsOption,
     ParallelOption,
     RamMarginOption,
@@ -28,6 +29,7 @@ from sparsearch.cli.common import (
     TargetName,
     TargetOption,
     TrialsOption,
+    check_instructions,
     check_int,
     err,
     fail,
@@ -53,6 +55,7 @@ def search(
     flash: str = FlashOption,
     ram: str = RamOption,
     macs: str | None = MacsOption,
+    max_instructions: int | None = InstructionsOption,
     ram_margin: str | None = RamMarginOption,
     trials: int = TrialsOption,
     parallel: int = ParallelOption,
@@ -84,6 +87,7 @@ def search(
     holder: Any = None
     try:
         check_int(train_limit, "--train-limit", low=1)
+        check_instructions(max_instructions)
         settings = settings_from(db, artifacts)
         if resume is None:
             from sparsearch.datasets import load_dataset
@@ -95,6 +99,7 @@ def search(
                 flash_bytes=parse_size(flash, what="--flash"),
                 ram_bytes=parse_size(ram, what="--ram"),
                 macs=parse_size(macs, what="--macs") if macs else None,
+                instructions=max_instructions,
                 ram_margin_bytes=parse_size(ram_margin, what="--ram-margin") if ram_margin else 0,
                 trials=trials,
                 parallel=parallel,
@@ -116,6 +121,11 @@ def search(
                 )
             data = None
         storage = open_from(settings)
+        if resume is not None and given(ctx, "max_instructions"):
+            raise ConfigError(
+                "--max-instructions sets up a new search; a resumed job keeps its limits",
+                f"drop --max-instructions to resume job {resume}",
+            )
         if resume is not None and given(ctx, "target"):
             kept = target_of(storage.get_job(resume).config)
             if target != kept:
@@ -138,9 +148,9 @@ def search(
     lim, bud = job.config["limits"], job.config["budget"]
     say(
         f"job {job.id}: {job.config['dataset']}, flash ≤ {lim['flash_bytes']} B, "
-        f"RAM ≤ {lim['ram_bytes']} B, {bud['trials']} trials ({bud['parallel']} parallel, "
-        f"{bud['epochs']} epochs), strategy {job.strategy}, target {job.target}, database "
-        f"{masked(settings.database_url)}"
+        f"RAM ≤ {lim['ram_bytes']} B{instructions_note(lim)}, {bud['trials']} trials "
+        f"({bud['parallel']} parallel, {bud['epochs']} epochs), strategy {job.strategy}, "
+        f"target {job.target}, database {masked(settings.database_url)}"
     )
     with holder:
         run_job(storage, job, settings, data=data, as_json=as_json, holder=holder)
@@ -229,8 +239,12 @@ def run_job(
     else:
         print_front(doc)
         if doc["pareto"]:
+            # Under c the C project (the model as plain C, a Cortex-M4 demo) is what ships.
+            pull = (
+                "--format c_project -o model.zip" if doc.get("target") == "c" else "-o model.tflite"
+            )
             say(
-                f"take the most accurate to firmware: sparsearch pull {job.id} -o model.tflite "
+                f"take the most accurate to firmware: sparsearch pull {job.id} {pull} "
                 f"--db {masked(settings.database_url)}"
             )
     raise typer.Exit(code)
@@ -287,7 +301,7 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
         "status": job.status,
         "error": job.error,
         "dataset": job.config["dataset"],
-        "limits": job.config["limits"],
+        "limits": limits_document(job.config["limits"]),
         "budget": job.config["budget"],
         "flash_accounting": job.config.get("flash_accounting", "dense"),
         "strategy": job.strategy,
@@ -299,6 +313,19 @@ def job_document(storage: Any, job_id: str) -> dict[str, Any]:
         "pareto": [t for t in trials if t["pareto"]],
         **_finalized(storage, job.config),
     }
+
+
+def limits_document(limits: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored limits as documents show them: ``instructions`` always there (null:
+    none; jobs stored before it existed have none)."""
+    return {**limits, "instructions": limits.get("instructions")}
+
+
+def instructions_note(limits: dict[str, Any]) -> str:
+    """What a summary line adds after flash and RAM for an instructions limit, e.g.
+    ``", ≤ 2,000,000 instructions"`` ("" when the job has none)."""
+    n = limits.get("instructions")
+    return f", ≤ {n:,} instructions" if n else ""
 
 
 def _finalized(storage: Any, config: dict[str, Any]) -> dict[str, Any]:
@@ -335,8 +362,9 @@ def print_front(doc: dict[str, Any]) -> None:
         return
     if (doc.get("target") or target_of({})) == "c":
         out.print(
-            "accuracy: int8 on TFLite Micro; flash: what the C model adds to a Cortex-M4 "
-            "firmware image; RAM: its static RAM + peak stack (~ marks estimates)"
+            "accuracy: int8 (the C model, bit-exact with TFLite Micro); flash: what the C model "
+            "adds to a Cortex-M4 firmware image; RAM: its static RAM + peak stack (~ marks "
+            "estimates)"
         )
         return
     out.print(

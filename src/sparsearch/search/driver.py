@@ -379,7 +379,8 @@ class SearchDriver:
             metrics.update({k: getattr(outcome, k, None) for k in (*TARGET_METRICS, "c_error")})
             values = {**costs.estimates, **metrics}
             flash, ram = _flash(self.cfg, values), outcome.ram_bytes
-            feasible = self._within_measured(index, costs, flash, ram)
+            instructions = getattr(outcome, "instructions", None)
+            feasible = self._within_measured(index, costs, flash, ram, instructions)
         score = outcome.int8_accuracy if outcome.int8_accuracy is not None else outcome.accuracy
         self.storage.finish_trial(
             self.job.id,
@@ -406,19 +407,27 @@ class SearchDriver:
         what = "int8 accuracy" if outcome.int8_accuracy is not None else "accuracy"
         self._emit(f"trial {index} completed: {what} {score:.3f}", index)
 
-    def _within_measured(self, index: int, costs: Costs, flash: int, ram: int) -> bool:
+    def _within_measured(
+        self, index: int, costs: Costs, flash: int, ram: int, instructions: int | None = None
+    ) -> bool:
         """Whether a trained trial fits the limits as measured; a miss is logged with the
-        estimator's error (the estimate said it fits, or it would not have been trained)."""
+        estimator's error (the estimate said it fits, or it would not have been trained).
+        ``instructions``: as measured in the emulator (target ``c``); None (not measured)
+        keeps the estimate's."""
         lim = self.cfg.limits
-        if lim.fits(flash, ram):
+        if instructions is None:
+            instructions = costs.instructions
+        if lim.fits(flash, ram, None, instructions):
             return True
+        estimated = f"estimated flash {costs.flash} B, RAM {costs.ram} B"
+        if lim.instructions is not None and costs.instructions is not None:
+            estimated += f", {costs.instructions} instructions"
         log.warning(
-            "job %s trial %d is over a limit as measured: %s (estimated flash %d B, RAM %d B)",
+            "job %s trial %d is over a limit as measured: %s (%s)",
             self.job.id,
             index,
-            "; ".join(lim.misses(flash, ram)),
-            costs.flash,
-            costs.ram,
+            "; ".join(lim.misses(flash, ram, None, instructions)),
+            estimated,
         )
         return False
 

@@ -32,12 +32,14 @@ ESTIMATE_FIELDS = ("flash_bytes", "ram_bytes", "activation_bytes", "macs", "nnz_
 
 @dataclass(frozen=True)
 class Costs:
-    """A candidate's estimated deployment cost: ``flash`` as the job's limit counts it."""
+    """A candidate's estimated deployment cost: ``flash`` as the job's limit counts it;
+    ``instructions`` per inference under the ``c`` target (None under ``tflm``)."""
 
     flash: int
     ram: int
     macs: int
     estimates: dict[str, int]  # the stored estimate fields (+ param_count)
+    instructions: int | None = None
 
 
 class LimitsTooTight(SearchError):
@@ -95,6 +97,7 @@ class Screen:
                 ram=est["ram_bytes"],
                 macs=est["macs"],
                 estimates=stored,
+                instructions=est.get("instructions"),
             )
         with self._lock:
             if len(self._cache) < 200_000:
@@ -106,7 +109,9 @@ class Screen:
         return estimate(arch, pruning, target=self.cfg.target, pixel_scale=self.pixel_scale)
 
     def within(self, costs: Costs | None) -> bool:
-        return costs is not None and self.cfg.limits.fits(costs.flash, costs.ram, costs.macs)
+        return costs is not None and self.cfg.limits.fits(
+            costs.flash, costs.ram, costs.macs, costs.instructions
+        )
 
     def fits(self, params: dict[str, Any]) -> bool:
         """Whether the candidate fits every limit by estimate; a rejection is counted."""
@@ -116,8 +121,13 @@ class Screen:
         with self._lock:
             self._screened += 1
             if costs is not None:
-                for name, value in (("flash", costs.flash), ("ram", costs.ram)):
-                    self._smallest[name] = min(self._smallest.get(name, value), value)
+                for name, value in (
+                    ("flash", costs.flash),
+                    ("ram", costs.ram),
+                    ("instructions", costs.instructions),
+                ):
+                    if value is not None:
+                        self._smallest[name] = min(self._smallest.get(name, value), value)
         return False
 
     @property
@@ -158,16 +168,22 @@ class Screen:
     def too_tight(self, what: str) -> None:
         with self._lock:
             s = dict(self._smallest)
+        lim = self.cfg.limits
+        timed = lim.instructions is not None and "instructions" in s
         seen = (
             f"smallest flash {s['flash']} B, smallest RAM {s['ram']} B"
+            + (f", smallest instructions {s['instructions']}" if timed else "")
             if s
             else "no candidate could be built"
         )
-        lim = self.cfg.limits
+        limits = f"limits flash {lim.flash_bytes} B, RAM {lim.model_ram_bytes} B" + (
+            f", instructions {lim.instructions}" if lim.instructions is not None else ""
+        )
         raise LimitsTooTight(
-            f"limits too tight for this space: {what} ({seen}; limits flash "
-            f"{lim.flash_bytes} B, RAM {lim.model_ram_bytes} B)",
-            "raise --flash/--ram or shrink the space (fewer channels, smaller input scale)",
+            f"limits too tight for this space: {what} ({seen}; {limits})",
+            "raise --flash/--ram"
+            + ("/--max-instructions" if lim.instructions is not None else "")
+            + " or shrink the space (fewer channels, smaller input scale)",
         )
 
     # -- reachability --------------------------------------------------------------------------
@@ -189,6 +205,7 @@ class Screen:
                         est["ram_bytes"],
                         est["macs"],
                         {},
+                        est.get("instructions"),
                     )
                 )
         if not rows:
@@ -199,26 +216,32 @@ class Screen:
         if any(self.within(c) for c in rows):
             return
         over = []
+        timed = [c.instructions for c in rows if c.instructions is not None]
         for name, value, limit in (
             ("flash", min(c.flash for c in rows), lim.flash_bytes),
             ("RAM", min(c.ram for c in rows), lim.model_ram_bytes),
             ("MACs", min(c.macs for c in rows), lim.macs),
+            ("instructions", min(timed, default=None), lim.instructions),
         ):
-            if limit is not None and value > limit:
-                unit = "" if name == "MACs" else " B"
+            if limit is not None and value is not None and value > limit:
+                unit = " B" if name in ("flash", "RAM") else ""
                 over.append(
                     f"{name}: the smallest network needs {value}{unit}, "
                     f"{value - limit}{unit} ({100 * (value - limit) / limit:.0f}%) over the "
                     f"limit of {limit}{unit}"
                 )
         if not over:
-            best = min(
-                rows, key=lambda c: max(c.flash / lim.flash_bytes, c.ram / lim.model_ram_bytes)
-            )
-            over.append(
-                f"no network meets flash and RAM together (closest: flash {best.flash} B, "
-                f"RAM {best.ram} B)"
-            )
+            best = min(rows, key=lambda c: max(_fractions(c, lim)))
+            if lim.instructions is not None and best.instructions is not None:
+                over.append(
+                    f"no network meets flash, RAM and instructions together (closest: flash "
+                    f"{best.flash} B, RAM {best.ram} B, {best.instructions} instructions)"
+                )
+            else:
+                over.append(
+                    f"no network meets flash and RAM together (closest: flash {best.flash} B, "
+                    f"RAM {best.ram} B)"
+                )
         raise LimitsTooTight(
             "limits too tight for this space, even pruned as far as it allows: " + "; ".join(over),
             "raise the limit named, or shrink the space (fewer channels, smaller input scale)",
@@ -232,6 +255,14 @@ class Screen:
             if method != NO_PRUNING and top > 0:
                 out.append(PruningSpec(method, top))
         return out or [PruningSpec()]
+
+
+def _fractions(costs: Costs, lim: Any) -> list[float]:
+    """Each cost as a fraction of its limit (flash, RAM, and instructions where limited)."""
+    out = [costs.flash / lim.flash_bytes, costs.ram / lim.model_ram_bytes]
+    if lim.instructions is not None and costs.instructions is not None:
+        out.append(costs.instructions / lim.instructions)
+    return out
 
 
 def sobol_draw(codec: Codec, seed: int) -> Callable[[], dict[str, Any]]:

@@ -45,6 +45,7 @@ DEFAULTS = {
     "ram": "8KiB",
     "ram_margin": "0",
     "macs": "",
+    "instructions": "",
     "trials": "20",
     "parallel": "2",
     "epochs": "6",
@@ -82,6 +83,8 @@ def job_body(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             errors[name] = f"{e.message}; {e.hint}" if e.hint else e.message
     if str(form.get("macs", "")).strip():
         limits["macs"] = _number(str(form["macs"]))
+    if str(form.get("instructions", "")).strip():
+        limits["instructions"] = _number(str(form["instructions"]))
     budget = {k: _number(str(form.get(k, ""))) for k, part in INT_FIELDS.items() if part}
     body: dict[str, Any] = {
         "dataset": str(form.get("dataset", "")).strip(),
