@@ -52,8 +52,15 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+#: Every wait's timeout is stretched by this: a wait is an upper bound, and real trials (an int8
+#: export, TFLM, the C target's builds) take several times longer on a loaded 2-core machine.
+TIMEOUT_FACTOR = 2.5
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``."""
+    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``
+    (times ``TIMEOUT_FACTOR``)."""
+    timeout *= TIMEOUT_FACTOR
     deadline = time.monotonic() + timeout
     while True:
         value = check()
