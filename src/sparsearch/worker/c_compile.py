@@ -9,7 +9,7 @@ hostile flatbuffer is a ``ModelError`` before TFLM sees it; TFLM then runs in a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,6 @@ class CompileReport:
     tflm: dict[str, int]
     c: dict[str, Any]
     c_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
