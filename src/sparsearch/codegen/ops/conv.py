@@ -45,7 +45,9 @@ typedef struct {
 /* ConvPerChannel: NHWC in, NHWC out, one output element after another. */
 static NOINLINE void conv(const conv_t *p, const int8_t *in, int8_t *out)
 {
-    const int32_t taps = (int32_t)p->k_h * p->k_w * p->in_c;
+    const int in_c = p->in_c;
+    const int32_t in_offset = p->in_offset;
+    const int32_t taps = (int32_t)p->k_h * p->k_w * in_c;
     for (int oy = 0; oy < p->out_h; ++oy) {
         const int y0 = oy * p->stride_h - p->pad_top;
         for (int ox = 0; ox < p->out_w; ++ox) {
@@ -63,11 +65,12 @@ static NOINLINE void conv(const conv_t *p, const int8_t *in, int8_t *out)
                         if (x < 0 || x >= p->in_w) {
                             continue;
                         }
-                        const int8_t *src = in + (y * p->in_w + x) * p->in_c;
-                        const int8_t *wk = w + (ky * p->k_w + kx) * p->in_c;
-                        for (int ic = 0; ic < p->in_c; ++ic) {
-                            acc += wk[ic] * (src[ic] + p->in_offset);
-                        }
+                        const int8_t *src = in + (y * p->in_w + x) * in_c;
+                        const int8_t *const end = src + in_c;
+                        const int8_t *wk = w + (ky * p->k_w + kx) * in_c;
+                        do {
+                            acc += *wk++ * (*src++ + in_offset);
+                        } while (src < end);
                     }
                 }
                 if (p->bias) {
