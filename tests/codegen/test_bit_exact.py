@@ -318,3 +318,17 @@ def test_classify_is_argmax_of_invoke_on_preprocessed(
     np.testing.assert_array_equal(outputs, invoked)
     np.testing.assert_array_equal(classes, invoked.argmax(axis=1))
     assert len(np.unique(outputs, axis=0)) > 1, "every image got the same outputs: a weak check"
+
+
+def test_title_and_class_names_cannot_break_out_of_the_header_comment() -> None:
+    """A title or class name holding ``*/`` or a newline (user data: a job label, a folder
+    name) stays inside its comment: the sources still compile (-Werror) and run."""
+    hostile = "x */ int broken = ; /*\nint also_broken"
+    program = generate(
+        _by_name("kws_1d_1x40").read_bytes(), title=hostile, class_names=[hostile, "b*/"]
+    )
+    header = program.files[program.header]
+    assert "int broken" in header and "*/ int broken" not in header
+    with HostModel(program) as host:
+        out = host.invoke(np.zeros((1, program.input_bytes), dtype=np.int8))
+    assert out.shape == (1, program.output_bytes)

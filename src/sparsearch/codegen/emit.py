@@ -121,10 +121,16 @@ def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return int(dims[1]), int(dims[2]), int(dims[3])
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside a C block comment: one line, and no ``*/`` to end it early."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text)).replace("*/", "*\\/")
+
+
 def _header(prefix, up, x, y, plan, pre, title, class_names, size) -> str:  # type: ignore[no-untyped-def]
     h, w, c = _hwc(x.shape)
     guard = f"{up}_H"
-    names = ", ".join(f"{i}: {n}" for i, n in enumerate(class_names)) or "class indices"
+    names = ", ".join(f"{i}: {_comment(n)}" for i, n in enumerate(class_names)) or "class indices"
+    title = _comment(title)
     if pre.pixel_scale is None:
         classify_doc = (
             f" * {prefix}_classify(input): input is the int8 model input ({h}x{w}x{c}, NHWC),\n"
