@@ -122,8 +122,9 @@ def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _comment(text: str) -> str:
-    """``text`` safe inside a C block comment: one line, and no ``*/`` to end it early."""
-    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text)).replace("*/", "*\\/")
+    """``text`` safe inside a C block comment: one line, no ``*/`` to end it early and no
+    ``/*`` (-Wcomment)."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text)).replace("*/", "* /").replace("/*", "/ *")
 
 
 def _header(prefix, up, x, y, plan, pre, title, class_names, size) -> str:  # type: ignore[no-untyped-def]
