@@ -21,7 +21,7 @@ def test_roundtrip_through_json_dict():
 
 def test_sparse_accounting_adds_magnitude():
     assert "magnitude" not in _cfg().space.pruning_methods
-    assert "magnitude" in _cfg(flash_accounting="sparse").space.pruning_methods
+    assert "magnitude" in _cfg(flash_accounting="sparse", target="tflm").space.pruning_methods
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,13 @@ def test_an_instructions_limit_round_trips_and_old_configs_have_none():
     old = _cfg(target="c").to_dict()
     del old["limits"]["instructions"]  # a job stored before the limit existed
     assert JobConfig.from_dict(old).limits.instructions is None
+
+
+def test_the_default_target_is_c_and_unstructured_pruning_says_how_to_search_it():
+    assert _cfg().target == "c"
+    with pytest.raises(ConfigError) as e:
+        _cfg(space=SpaceConfig(pruning_methods=("none", "magnitude")))
+    assert "--flash-accounting sparse" in e.value.hint and "--target tflm" in e.value.hint
+    with pytest.raises(ConfigError) as e:
+        _cfg(space=SpaceConfig(pruning_methods=("none", "magnitude")), target="tflm")
+    assert "--target tflm" not in e.value.hint

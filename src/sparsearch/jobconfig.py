@@ -245,7 +245,12 @@ class JobConfig:
         if unstructured and self.flash_accounting != "sparse":
             raise ConfigError(
                 f"{unstructured[0]} pruning (unstructured) cannot shrink dense flash",
-                "use --flash-accounting sparse to search unstructured pruning",
+                "use --flash-accounting sparse to search unstructured pruning"
+                + (
+                    " (with --target tflm: the C target's kernels are dense)"
+                    if self.target == "c"
+                    else ""
+                ),
             )
         if self.train_limit is not None and (
             not isinstance(self.train_limit, int) or self.train_limit < 10

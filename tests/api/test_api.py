@@ -95,6 +95,7 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
 
 def test_job_options_reach_the_stored_config(client, alice, storage):
     body = _body(
+        target="tflm",
         flash_accounting="sparse",
         seed=7,
         pruning_methods=["none", "magnitude"],

@@ -172,8 +172,8 @@ def test_cli_client_against_the_server(server, tmp_path):
     tflite = tmp_path / "best.tflite"
     pulled = _cli("pull", job_id, "--server", url, "-o", str(tflite), env=env)
     assert pulled.returncode == 0, pulled.stderr
-    assert len(tflite.read_bytes()) == best["flash_bytes"]
-    assert run_tflm(tflite.read_bytes()).arena_total == best["ram_bytes"]
+    assert len(tflite.read_bytes()) == best["tflm_flash_bytes"]
+    assert run_tflm(tflite.read_bytes()).arena_total == best["tflm_ram_bytes"]
 
     bad = _cli("status", job_id, "--server", url, "--token", "wrong", env=env)
     assert bad.returncode != 0 and "token" in bad.stderr and "Traceback" not in bad.stderr

@@ -279,9 +279,11 @@ def test_pull_with_the_database_alone_finds_the_artifacts_the_search_wrote(
     assert f"trial {best['index']}" in proc.stderr and "tflite" in proc.stderr
     data = out.read_bytes()
     assert data == _stored_artifact(searched, best["index"], "tflite")
-    assert len(data) == best["flash_bytes"] and best["measured"]
+    assert len(data) == best["tflm_flash_bytes"] and best["measured"]
     run = run_tflm(data)
-    assert (run.arena_total, run.arena_head) == (best["ram_bytes"], best["activation_bytes"])
+    arena = best["deployment"]["arena"]
+    assert (run.arena_total, run.arena_head) == (best["tflm_ram_bytes"], arena["head"])
+    assert run.arena_total == arena["total"]
     assert run.input["shape"] == [1, *best["deployment"]["input"]["shape_hwc"]]
 
 
@@ -301,7 +303,7 @@ def test_pull_c_source_is_the_header_and_array_of_the_tflite(
     with zipfile.ZipFile(io.BytesIO(out.read_bytes())) as z:
         header = z.read("model_data.h").decode()
         source = z.read("model_data.cc").decode()
-    assert f"g_model_data_len = {best['flash_bytes']};" in source
+    assert f"g_model_data_len = {best['tflm_flash_bytes']};" in source
     for method in best["deployment"]["op_resolver"]:
         assert f"resolver.{method};" in header
 
@@ -333,8 +335,8 @@ def test_finalize_retrains_the_best_trial_and_pull_then_takes_the_final_model(
     pulled = run_cli("pull", job_id, "-o", out, "--db", searched.db, env=searched.env)
     assert pulled.returncode == 0, pulled.stderr
     assert "final model" in pulled.stderr
-    assert len(out.read_bytes()) == final["flash_bytes"]
-    assert run_tflm(out.read_bytes()).arena_total == final["ram_bytes"]
+    assert len(out.read_bytes()) == final["tflm_flash_bytes"]
+    assert run_tflm(out.read_bytes()).arena_total == final["tflm_ram_bytes"]
     search_run = tmp_path / "search.tflite"
     pulled = run_cli(
         "pull", job_id, "--search-run", "-o", search_run, "--db", searched.db, env=searched.env

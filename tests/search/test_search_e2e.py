@@ -91,12 +91,17 @@ def test_search_trains_on_ray_stores_everything_and_reloads(local_storage, ray_a
     for t in trained:
         assert t.measured and t.export_seconds > 0
         assert t.est_flash_bytes is not None and t.est_ram_bytes is not None
-        assert t.flash_bytes == t.deployment["flash_bytes"]
-        assert t.ram_bytes == t.deployment["arena"]["total"]
-        assert t.activation_bytes == t.deployment["arena"]["head"]
+        # The job's target (c, the default) gives flash / RAM; TFLM's numbers stay beside.
+        c = t.deployment["c"]
+        assert t.deployment["target"] == "c"
+        assert (t.flash_bytes, t.ram_bytes) == (t.c_flash_bytes, t.c_ram_bytes)
+        assert (t.flash_bytes, t.ram_bytes) == (c["flash_bytes"], c["ram_bytes"])
+        assert t.activation_bytes == c["arena_bytes"]
+        assert t.tflm_flash_bytes == t.deployment["flash_bytes"]
+        assert t.tflm_ram_bytes == t.deployment["arena"]["total"]
         assert 0.0 <= t.int8_accuracy <= 1.0 and 0.0 <= t.int8_test_accuracy <= 1.0
         tflite = local_storage.read_artifact(job.id, t.index, "tflite")
-        assert len(tflite) == t.flash_bytes and tflite[4:8] == b"TFL3"
+        assert len(tflite) == t.tflm_flash_bytes and tflite[4:8] == b"TFL3"
 
     # A structurally pruned artifact reloads from its effective spec and reproduces the accuracy.
     from sparsearch.datasets import load_dataset
