@@ -3,6 +3,7 @@ schema is what the models declare (as far as Alembic can compare), and it has th
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -25,3 +26,15 @@ def assert_at_head(url: str, indexes: dict[str, str]) -> set[str]:
             return set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
+
+
+#: Timestamps as the upgrade tests insert them.
+TS = sa.DateTime(timezone=True)
+#: The jobs columns the upgrade tests of 0008 and later insert (the table as of revision 0007).
+JOBS = sa.table(
+    "jobs",
+    *(sa.column(c) for c in ("id", "status", "dataset", "owner")),
+    sa.column("config", sa.JSON),
+    sa.column("created_at", TS),
+    sa.column("updated_at", TS),
+)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from schema_helpers import assert_at_head
+from schema_helpers import JOBS, TS, assert_at_head
 from sqlalchemy import inspect
 
 from sparsearch.storage import open_storage
@@ -17,14 +17,6 @@ from sparsearch.storage.engine import build_engine
 from sparsearch.storage.migrations import migrate_to
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-TS = sa.DateTime(timezone=True)
-JOBS = sa.table(
-    "jobs",
-    *(sa.column(c) for c in ("id", "status", "dataset", "owner")),
-    sa.column("config", sa.JSON),
-    sa.column("created_at", TS),
-    sa.column("updated_at", TS),
-)
 TRIALS = sa.table(
     "trials",
     *(sa.column(c) for c in ("id", "job_id", "index", "status", "accuracy")),
