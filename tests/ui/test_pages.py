@@ -232,3 +232,65 @@ def test_html_errors_and_the_schema_leave_the_api_alone(alice, api_alice):
     assert "/" not in paths
     assert not [p for p in paths if p.startswith(dashboard)]
     assert all(p.startswith("/v1/") or p == "/healthz" for p in paths), paths
+
+
+CURVE = [
+    {"epoch": 1.0, "accuracy": 0.5, "seconds": 1.0, "phase": "train"},
+    {"epoch": 2.0, "accuracy": 0.75, "seconds": 2.0, "phase": "train"},
+    {"epoch": 2.5, "accuracy": 0.7, "seconds": 2.5, "phase": "prune"},
+]
+MEASURED = {
+    "flash_bytes": 2300, "ram_bytes": 440, "activation_bytes": 324, "int8_accuracy": 0.77,
+    "tflm_flash_bytes": 3416, "tflm_ram_bytes": 2592, "c_flash_bytes": 2300, "c_ram_bytes": 440,
+    "c_stack_bytes": 116, "instructions": 22_725,
+}  # fmt: skip
+
+
+def _measured_trial(storage, target: str) -> str:  # type: ignore[no-untyped-def]
+    from sparsearch.jobconfig import JobConfig
+
+    cfg = JobConfig.create(
+        dataset="digits", flash_bytes=24576, ram_bytes=6144, trials=1, target=target
+    )
+    job = storage.create_job(dataset="digits", config=cfg.to_dict(), owner="alice")
+    storage.add_trial(
+        job.id, 0, status="running", params={"n_blocks": 1}, generator="Sobol", gen_seconds=0.1,
+        estimates={"flash_bytes": 2310, "ram_bytes": 440, "macs": 3000}, feasible=True,
+        pruning={"method": "none", "level": 0.0},
+    )  # fmt: skip
+    storage.finish_trial(
+        job.id, 0, status="completed", metrics={"accuracy": 0.7, **MEASURED}, measured=True,
+        curve=CURVE,
+    )  # fmt: skip
+    return job.id
+
+
+def _costs(doc) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    rows = doc.by_id("costs").find("tbody").find_all("tr")
+    return {
+        r.find("th").text().strip(): [td.text().strip() for td in r.find_all("td")] for r in rows
+    }
+
+
+def test_the_trial_page_shows_its_targets_costs_and_its_learning_curve(alice, storage):
+    c_page = page(alice.get(f"/jobs/{_measured_trial(storage, 'c')}/trials/0"))
+    costs = _costs(c_page)
+    assert list(costs)[:5] == [
+        "Flash (the whole model, Cortex-M4)", "RAM (static + peak stack)",
+        "Activation buffer (static)", "Peak stack", "Instructions per inference",
+    ]  # fmt: skip
+    assert costs["Peak stack"][1] == "116 B" and costs["Instructions per inference"][1] == "22,725"
+    assert "TFLM: arena" in costs and not any("Arena tail" in k for k in costs)
+    assert "target c" in words(c_page.text())
+    points = [
+        [td.text().strip() for td in r.find_all("td")]
+        for r in c_page.by_id("curve").find("tbody").find_all("tr")
+    ]
+    assert [(p[0], p[3]) for p in points] == [("1.0", "train"), ("2.0", "train"), ("2.5", "prune")]
+
+    tflm = _costs(page(alice.get(f"/jobs/{_measured_trial(storage, 'tflm')}/trials/0")))
+    assert list(tflm)[:4] == [
+        "Flash (int8 .tflite)", "RAM (TFLM arena)", "Arena head (activations)",
+        "Arena tail (runtime state)",
+    ]  # fmt: skip
+    assert tflm["C: instructions per inference"][1] == "22,725"

@@ -390,6 +390,7 @@ class SearchDriver:
             feasible=feasible,
             measured=measured,
             deployment=outcome.deployment,
+            curve=getattr(outcome, "curve", None),
             train_seconds=outcome.train_seconds,
             worker_pid=outcome.worker_pid,
             worker_host=outcome.worker_host,

@@ -166,5 +166,6 @@ class FinalRecorder:
             "train_seconds": outcome.train_seconds,
             "export_seconds": outcome.export_seconds,
             "deployment": outcome.deployment,
+            "curve": getattr(outcome, "curve", None),
         }
         self._set(params, doc, artifacts=outcome.artifacts, effective_spec=outcome.effective_spec)

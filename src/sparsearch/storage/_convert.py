@@ -64,10 +64,11 @@ def check_index(index: int) -> int:
     return value
 
 
-def check_json(name: str, value: Any) -> Any:
-    """A deep copy of ``value`` after checking it is strict JSON (no NaN/inf)."""
-    if not isinstance(value, dict):
-        raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+def check_json(name: str, value: Any, kind: type = dict) -> Any:
+    """A deep copy of ``value`` (a ``kind``: dict or list) after checking it is strict JSON (no
+    NaN/inf)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -208,6 +209,7 @@ def trial_info(row: Trial) -> TrialInfo:
         instructions=row.instructions,
         c_error=row.c_error,
         deployment=row.deployment,
+        curve=row.curve,
         final=row.final,
         feasible=bool(row.feasible),
         pareto=bool(row.pareto),

@@ -146,6 +146,8 @@ class Trial(Base):
     c_error: Mapped[str | None] = mapped_column(Text)
     # What firmware needs of the shipped model (quantization, preprocessing, operators, ...).
     deployment: Mapped[dict[str, Any] | None]
+    # The learning curve: {"epoch", "accuracy", "seconds", "phase"} per epoch (worker.curve).
+    curve: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     # The trial's final training (`finalize`): status, epochs, metrics, deployment.
     final: Mapped[dict[str, Any] | None]
     feasible: Mapped[bool] = mapped_column(Boolean)

@@ -238,6 +238,14 @@ class TrialInfo:
             "zero point, preprocessing, classes, operators and op resolver, arena, versions"
         },
     )
+    curve: list[dict[str, Any]] | None = field(
+        repr=False,
+        metadata={
+            "doc": "The learning curve: float accuracy on a fixed validation sample after each "
+            "epoch of training and of a pruning method's fine-tuning, as {epoch, accuracy, "
+            "seconds, phase}; null for trials trained before curves were kept"
+        },
+    )
     final: dict[str, Any] | None = field(
         repr=False,
         metadata={"doc": "The trial's final training (finalize): status, epochs, metrics"},

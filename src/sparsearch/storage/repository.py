@@ -128,6 +128,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
         charged: bool | None = None,
         measured: bool | None = None,
         deployment: dict[str, Any] | None = None,
+        curve: list[dict[str, Any]] | None = None,
     ) -> TrialInfo:
         """Record a trial's outcome and its artifact files, all or nothing.
 
@@ -146,6 +147,8 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
             effective_spec = cv.check_json("effective_spec", effective_spec)
         if deployment is not None:
             deployment = cv.check_json("deployment", deployment)
+        if curve is not None:
+            curve = cv.check_json("curve", curve, list)
         blobs = dict(artifacts or {})
         for kind in blobs:
             check_kind(kind)
@@ -172,6 +175,7 @@ class Storage(JobsMixin, SchedulersMixin, TokensMixin, StatsMixin, DatasetsMixin
                     "effective_spec": effective_spec,
                     "measured": None if measured is None else bool(measured),
                     "deployment": deployment,
+                    "curve": curve,
                 }
                 for key, value in optional.items():
                     if value is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -29,10 +30,13 @@ def train_epochs(
     seed: int,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     after_step: Callable[[float], None] | None = None,
+    after_epoch: Callable[[float], None] | None = None,
 ) -> float:
     """Train in place for ``epochs`` (a fraction trains that share of the last epoch's
     batches); returns the last epoch's mean loss. ``penalty(model)`` is added to every batch's
-    loss; ``after_step(lr)`` runs after every optimizer step (pruning methods' hooks).
+    loss; ``after_step(lr)`` runs after every optimizer step (pruning methods' hooks);
+    ``after_epoch(epochs)`` after each epoch with the epochs it trained (less than 1 for a
+    partial last one), the model back in training mode afterwards (a learning curve).
 
     Shuffling uses its own generator so the order depends only on ``seed``. A loss that turns
     NaN/inf raises TrialError (the search records the trial as failed and goes on)."""
@@ -73,6 +77,9 @@ def train_epochs(
             batches += 1
             done += 1
         mean_loss = total / max(1, batches)
+        if after_epoch is not None and batches:
+            after_epoch(batches / per_epoch)
+            model.train()
     return mean_loss
 
 
@@ -89,11 +96,19 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
 
 
 def trainer(
-    x: np.ndarray, y: np.ndarray, *, epochs: float, lr: float, batch_size: int, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: float,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    on_epoch: Callable[[nn.Module, float], None] | None = None,
 ) -> Callable[..., float]:
     """A :class:`sparsearch.pruning.context.Trainer` on (x, y): each call trains for ``epochs``
     (the fine-tuning budget) unless told otherwise, with its own shuffling seed (seed, seed + 1,
-    ...) so repeated fine-tunings see different orders but the whole run stays deterministic."""
+    ...) so repeated fine-tunings see different orders but the whole run stays deterministic.
+    ``on_epoch(model, epochs)``: after every epoch of every call (the trial's learning curve)."""
     calls = 0
 
     def train(
@@ -116,6 +131,7 @@ def trainer(
             seed=seed + calls,
             penalty=penalty,
             after_step=after_step,
+            after_epoch=None if on_epoch is None else partial(on_epoch, model),
         )
 
     default_epochs, default_lr = epochs, lr

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ from sparsearch.space.builder import build_model
 from sparsearch.space.pruned import effective_arch
 from sparsearch.space.spec import ArchSpec, TrainSpec, TrialSpec
 from sparsearch.vocabulary import PRUNING_METHODS
+from sparsearch.worker.curve import Curve
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
 from sparsearch.worker.firmware import find_arm_gcc
@@ -68,6 +71,9 @@ class TrialResult:
     worker_host: str = ""
     #: The Ray node id of the task that ran it (set by ``worker.remote``; "" outside Ray).
     worker_node: str = ""
+    #: The learning curve (``worker.curve``): {"epoch", "accuracy", "seconds", "phase"} per
+    #: epoch of training and of a pruning method's fine-tuning.
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resize_inputs(x: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
@@ -111,9 +117,15 @@ def final_split(data: Dataset) -> Dataset:
 SAMPLE_SIZE = 512
 
 
-def prune_context(x_train: np.ndarray, y_train: np.ndarray, t: TrainSpec) -> PruneContext:
+def prune_context(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    t: TrainSpec,
+    on_epoch: Callable[[nn.Module, float], None] | None = None,
+) -> PruneContext:
     """What a pruning method of this trial may use: one input batch, a seeded sample of the
-    training images, and a trainer whose default budget is the fine-tuning epochs (lr / 3)."""
+    training images, and a trainer whose default budget is the fine-tuning epochs (lr / 3);
+    ``on_epoch``: the trainer's per-epoch hook (the trial's curve)."""
     rng = np.random.default_rng(t.seed)
     pick = np.sort(rng.choice(len(x_train), size=min(SAMPLE_SIZE, len(x_train)), replace=False))
     return PruneContext(
@@ -126,6 +138,7 @@ def prune_context(x_train: np.ndarray, y_train: np.ndarray, t: TrainSpec) -> Pru
             lr=t.lr / 3,
             batch_size=t.batch_size,
             seed=t.seed,
+            on_epoch=on_epoch,
         ),
         seed=t.seed,
         train_size=len(x_train),
@@ -165,12 +178,20 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
     # A method that acts before training shapes the architecture itself (train_once).
     model = build_model(effective_arch(spec.arch, pruning) if before else spec.arch)
+    curve = Curve.of(x_val, data.y_val, start)
     train_epochs(
-        model, x_train, data.y_train, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=t.seed
+        model,
+        x_train,
+        data.y_train,
+        epochs=t.epochs,
+        lr=t.lr,
+        batch_size=t.batch_size,
+        seed=t.seed,
+        after_epoch=partial(curve.record, model, phase="train"),
     )
     zero_fraction = 0.0
     if pruning.active and not before:
-        context = prune_context(x_train, data.y_train, t)
+        context = prune_context(x_train, data.y_train, t, on_epoch=curve.hook("prune"))
         report = Schedule.of(pruning).run(method_for(pruning), model, pruning.level, context)
         zero_fraction = report.zero_fraction
     model.eval()
@@ -209,5 +230,6 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
         artifacts=artifacts,
         worker_pid=os.getpid(),
         worker_host=socket.gethostname(),
+        curve=curve.points,
         **measured,
     )

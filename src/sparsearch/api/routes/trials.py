@@ -41,7 +41,7 @@ CSV_FIELDS = (
     "index",
     "accuracy",
     "test_accuracy",
-    "int8_accuracy",  # on TFLite Micro where measured: the accuracy the front ranks by
+    "int8_accuracy",  # the int8 model's where measured (TFLM = C): the accuracy the front ranks by
     "int8_test_accuracy",
     "flash_bytes",
     "ram_bytes",
@@ -49,7 +49,7 @@ CSV_FIELDS = (
     "macs",
     "nnz_flash_bytes",
     "param_count",
-    "measured",  # whether flash / RAM / activation are measured on TFLM or estimated
+    "measured",  # whether flash / RAM / activation are measured (job's target) or estimated
 )
 #: Both deployment targets' measured numbers and why the C target's are missing, after the
 #: columns above (added later: the earlier columns keep their places).

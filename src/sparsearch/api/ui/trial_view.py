@@ -11,6 +11,7 @@ from sparsearch.jobconfig import JobConfig
 from sparsearch.space._shapes import layer_shapes  # the package names torch (lazily)
 from sparsearch.space.params import decode
 from sparsearch.space.spec import ArchSpec
+from sparsearch.vocabulary import target_of
 
 _KIND_NAMES = {
     "conv": "Conv",
@@ -49,6 +50,7 @@ class TrialView:
     layers_note: str
     costs: list[CostRow]
     pruned: bool
+    target: str = "tflm"
 
 
 def _shape(s: tuple[int, int, int]) -> str:
@@ -103,20 +105,50 @@ def _tail(total: int | None, head: int | None) -> int | None:
 
 def trial_view(job: Any, trial: Any) -> TrialView:
     layers, note = _layers(job, trial)
-    measured = bool(trial.measured)
-    m = (lambda v: v) if measured else (lambda v: None)
-    costs = [
-        CostRow("Flash (int8 .tflite)", trial.est_flash_bytes, m(trial.flash_bytes)),
-        CostRow("RAM (TFLM arena)", trial.est_ram_bytes, m(trial.ram_bytes)),
-        CostRow("Arena head (activations)", trial.est_activation_bytes, m(trial.activation_bytes)),
-        CostRow(
-            "Arena tail (runtime state)",
-            _tail(trial.est_ram_bytes, trial.est_activation_bytes),
-            m(_tail(trial.ram_bytes, trial.activation_bytes)),
-        ),
-        CostRow("Non-zero flash (sparse)", trial.nnz_flash_bytes, None),
+    target = target_of(job.config or {})
+    pruned = bool(layers) and any(r.channels_before != r.channels_after for r in layers or [])
+    return TrialView(
+        layers=layers, layers_note=note, costs=_costs(target, trial), pruned=pruned, target=target
+    )
+
+
+def _costs(target: str, trial: Any) -> list[CostRow]:
+    """The cost table: the job's target's figures, estimated and measured, then the other
+    target's measured beside them (every trained trial is measured on both)."""
+    m = (lambda v: v) if trial.measured else (lambda v: None)
+    if target == "c":
+        own = [
+            CostRow(
+                "Flash (the whole model, Cortex-M4)", trial.est_flash_bytes, m(trial.flash_bytes)
+            ),
+            CostRow("RAM (static + peak stack)", trial.est_ram_bytes, m(trial.ram_bytes)),
+            CostRow(
+                "Activation buffer (static)", trial.est_activation_bytes, m(trial.activation_bytes)
+            ),
+            CostRow("Peak stack", None, trial.c_stack_bytes),
+            CostRow("Instructions per inference", None, trial.instructions, unit="count"),
+            CostRow("TFLM: int8 .tflite", None, trial.tflm_flash_bytes),
+            CostRow("TFLM: arena", None, trial.tflm_ram_bytes),
+        ]
+    else:
+        own = [
+            CostRow("Flash (int8 .tflite)", trial.est_flash_bytes, m(trial.flash_bytes)),
+            CostRow("RAM (TFLM arena)", trial.est_ram_bytes, m(trial.ram_bytes)),
+            CostRow(
+                "Arena head (activations)", trial.est_activation_bytes, m(trial.activation_bytes)
+            ),
+            CostRow(
+                "Arena tail (runtime state)",
+                _tail(trial.est_ram_bytes, trial.est_activation_bytes),
+                m(_tail(trial.ram_bytes, trial.activation_bytes)),
+            ),
+            CostRow("C: flash (the whole model)", None, trial.c_flash_bytes),
+            CostRow("C: RAM (static + peak stack)", None, trial.c_ram_bytes),
+            CostRow("C: instructions per inference", None, trial.instructions, unit="count"),
+            CostRow("Non-zero flash (sparse)", trial.nnz_flash_bytes, None),
+        ]
+    return [
+        *own,
         CostRow("MACs per inference", trial.macs, None, unit="count"),
         CostRow("Parameters", trial.param_count, None, unit="count"),
     ]
-    pruned = bool(layers) and any(r.channels_before != r.channels_after for r in layers or [])
-    return TrialView(layers=layers, layers_note=note, costs=costs, pruned=pruned)
