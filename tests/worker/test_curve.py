@@ -70,3 +70,33 @@ def test_the_curve_changes_no_weight(digits) -> None:
     assert weights[0].keys() == weights[1].keys()
     assert any("running_mean" in k for k in weights[0])  # BatchNorm: eval mode would matter
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_reporter_sees_each_point_as_it_is_made_and_can_stop_the_trial(digits) -> None:
+    from sparsearch.worker.trial import TrialResult, TrialStopped
+
+    seen: list[dict] = []
+
+    def go_on(point: dict) -> bool:
+        seen.append(point)
+        return False
+
+    result = run_trial(_spec(epochs=3), digits, report=go_on)
+    assert isinstance(result, TrialResult) and seen == result.curve
+
+    stopped = run_trial(_spec(epochs=3), digits, report=lambda p: p["epoch"] >= 2)
+    assert isinstance(stopped, TrialStopped)
+    assert [p["epoch"] for p in stopped.curve] == [1.0, 2.0] and stopped.epochs == 2.0
+    same = [(p["epoch"], p["accuracy"]) for p in result.curve[:2]]
+    assert [(p["epoch"], p["accuracy"]) for p in stopped.curve] == same  # the same training
+    assert 0 < stopped.train_seconds < result.train_seconds + 5
+    assert stopped.worker_pid > 0
+
+
+def test_a_pruned_trial_can_be_stopped_while_it_fine_tunes(digits) -> None:
+    from sparsearch.worker.trial import TrialStopped
+
+    spec = _spec(PruningSpec("filter_norm", 0.5), epochs=2)
+    stopped = run_trial(spec, digits, report=lambda p: p["phase"] == "prune")
+    assert isinstance(stopped, TrialStopped)
+    assert [p["phase"] for p in stopped.curve] == ["train", "train", "prune"]

@@ -29,7 +29,7 @@ from sparsearch.space.builder import build_model
 from sparsearch.space.pruned import effective_arch
 from sparsearch.space.spec import ArchSpec, TrainSpec, TrialSpec
 from sparsearch.vocabulary import PRUNING_METHODS
-from sparsearch.worker.curve import Curve
+from sparsearch.worker.curve import Curve, Reporter, StopTraining
 from sparsearch.worker.deploy import deploy
 from sparsearch.worker.export import onnx_bytes, state_dict_bytes
 from sparsearch.worker.firmware import find_arm_gcc
@@ -74,6 +74,20 @@ class TrialResult:
     #: The learning curve (``worker.curve``): {"epoch", "accuracy", "seconds", "phase"} per
     #: epoch of training and of a pruning method's fine-tuning.
     curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrialStopped:
+    """A trial its reporter stopped (early stopping): the curve so far and what it cost. No
+    model is kept, exported or measured."""
+
+    curve: list[dict[str, Any]]
+    #: Epochs trained (fine-tuning epochs included), as the curve's last point says.
+    epochs: float
+    train_seconds: float
+    worker_pid: int = 0
+    worker_host: str = ""
+    worker_node: str = ""
 
 
 def resize_inputs(x: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
@@ -161,11 +175,15 @@ def arch_of(model: nn.Module, arch: ArchSpec) -> ArchSpec:
     return replace(arch, blocks=tuple(blocks), head_units=units)
 
 
-def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResult:
+def run_trial(
+    spec: TrialSpec, data: Dataset, *, threads: int = 1, report: Reporter | None = None
+) -> TrialResult | TrialStopped:
     """Run one trial end to end. Deterministic: same spec and seed, same weights and metrics.
 
     A final training (``spec.final``) trains on train + validation and scores on the whole
-    test split: its ``accuracy`` and ``int8_accuracy`` are test accuracies too."""
+    test split: its ``accuracy`` and ``int8_accuracy`` are test accuracies too. ``report``
+    sees each curve point as it is made; when it returns True the trial ends there as
+    ``TrialStopped``."""
     start = time.perf_counter()
     if spec.deploy and spec.target == "c":
         find_arm_gcc()  # ToolchainError now, not after training
@@ -178,7 +196,31 @@ def run_trial(spec: TrialSpec, data: Dataset, *, threads: int = 1) -> TrialResul
     before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
     # A method that acts before training shapes the architecture itself (train_once).
     model = build_model(effective_arch(spec.arch, pruning) if before else spec.arch)
-    curve = Curve.of(x_val, data.y_val, start)
+    curve = Curve.of(x_val, data.y_val, start, report)
+    try:
+        return _train_and_deploy(spec, data, model, curve, start, (x_train, x_val, x_test))
+    except StopTraining:
+        return TrialStopped(
+            curve=curve.points,
+            epochs=curve.epochs,
+            train_seconds=time.perf_counter() - start,
+            worker_pid=os.getpid(),
+            worker_host=socket.gethostname(),
+        )
+
+
+def _train_and_deploy(
+    spec: TrialSpec,
+    data: Dataset,
+    model: nn.Module,
+    curve: Curve,
+    start: float,
+    inputs: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> TrialResult:
+    """``run_trial`` after the set-up: train, prune, score, deploy."""
+    x_train, x_val, x_test = inputs
+    t, pruning = spec.train, spec.pruning
+    before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
     train_epochs(
         model,
         x_train,
