@@ -42,10 +42,18 @@ SETTLED_JOB_STATUSES: tuple[str, ...] = (*FINISHED_JOB_STATUSES, "interrupted")
 
 # --- trial statuses ---------------------------------------------------------------------------
 
-#: Every trial status.
-TRIAL_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "infeasible")
+#: Every trial status. ``stopped``: early stopping ended its training (its curve and estimates
+#: are kept; it is never exported nor on the front).
+TRIAL_STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "infeasible",
+    "stopped",
+)
 #: Trial statuses after which a trial has a ``finished_at``.
-FINISHED_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "infeasible")
+FINISHED_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed", "infeasible", "stopped")
 #: Trial statuses that count against a job's ``trials`` budget (trained trials).
 BUDGET_TRIAL_STATUSES: tuple[str, ...] = ("completed", "failed")
 

@@ -102,6 +102,8 @@ def _seed_more(storage) -> list[str]:
     cancelled = storage.create_job(dataset="digits", config=cfg.to_dict(), owner="carol")
     storage.request_cancel(cancelled.id)
     storage.add_trial(job.id, 4, status="failed", gen_seconds=None, charged=False, **common)
+    storage.add_trial(job.id, 5, status="running", gen_seconds=2.0, **common)
+    storage.finish_trial(job.id, 5, status="stopped", metrics={"accuracy": 0.2}, train_seconds=3.0)
     storage.update_job_summary(job.id, hypervolume=None, best_accuracy=None, screened=4)
     other = JobConfig.create(
         dataset="digits",
@@ -178,7 +180,7 @@ def test_gauges_and_histograms_equal_what_is_stored(client, storage):
     # The seeded values sit on bucket bounds (1.0 s) and past the last one (5000 s).
     name = "sparsearch_trial_train_seconds"
     train, _, _ = histogram(families[name], name)
-    assert train["1.0"] == 6 and train["3600.0"] == 7 and train["+Inf"] == 8
+    assert train["1.0"] == 6 and train["3600.0"] == 8 and train["+Inf"] == 9
 
 
 def test_storage_aggregates_match_for_empty_buckets(storage):

@@ -41,7 +41,7 @@ def add(storage: Storage, job_id: str, index: int, status: str = "running", **kw
 
 def test_status_vocabulary_matches_contract() -> None:
     assert JOB_STATUSES == ("queued", "running", "interrupted", "completed", "failed", "cancelled")
-    assert TRIAL_STATUSES == ("queued", "running", "completed", "failed", "infeasible")
+    assert TRIAL_STATUSES == ("queued", "running", "completed", "failed", "infeasible", "stopped")
     assert set(FINISHED_JOB_STATUSES) == {"completed", "failed", "cancelled"}
 
 
