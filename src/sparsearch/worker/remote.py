@@ -305,15 +305,52 @@ def quiet_ray_logging() -> None:
     ray_logger.propagate = False
 
 
-def _call(fn: TrialFn, spec: Any, data: Any, threads: int) -> Any:
+class CurveBoard:
+    """Where a job's running trials report their curve points (one Ray actor per job, no CPU of
+    its own). Each ``report`` is answered at once: ``judge(state, index, point)`` says whether
+    the trial stops, over the state the driver last sent (``update``; none yet: nobody stops);
+    ``stop(index)`` stops a trial at its next point whatever the judge says. The driver
+    ``drain``s the points reported since it last looked."""
+
+    def __init__(self, judge: Callable[[Any, int, dict[str, Any]], bool]) -> None:
+        self._judge = judge
+        self._state: Any = None
+        self._points: list[tuple[int, dict[str, Any]]] = []
+        self._stop: set[int] = set()
+
+    def update(self, state: Any) -> None:
+        self._state = state
+
+    def stop(self, index: int) -> None:
+        self._stop.add(index)
+
+    def report(self, index: int, point: dict[str, Any]) -> bool:
+        self._points.append((index, point))
+        if index in self._stop:
+            return True
+        return self._state is not None and bool(self._judge(self._state, index, point))
+
+    def drain(self) -> list[tuple[int, dict[str, Any]]]:
+        points, self._points = self._points, []
+        return points
+
+
+def _call(
+    fn: TrialFn, spec: Any, data: Any, threads: int, board: Any = None, index: int = -1
+) -> Any:
     """Runs inside the Ray worker. Exceptions become a TrialFailure value, so one bad trial is a
     recorded reason rather than a task error the driver must unpick. Either outcome carries the
-    Ray node it ran on (``worker_node``), set here: ``run_trial`` knows nothing of Ray."""
+    Ray node it ran on (``worker_node``), set here: ``run_trial`` knows nothing of Ray. With a
+    ``board`` (a ``CurveBoard`` handle) the trial reports each curve point there as trial
+    ``index`` and stops when told to."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
+    kwargs: dict[str, Any] = {"threads": threads}
+    if board is not None:
+        kwargs["report"] = lambda point: bool(ray.get(board.report.remote(index, point)))
     try:
-        outcome = fn(spec, data, threads=threads)
+        outcome = fn(spec, data, **kwargs)
     except SparsearchError as e:
         return TrialFailure(
             str(e), traceback.format_exc(), os.getpid(), node, isinstance(e, ToolchainError)
@@ -344,8 +381,13 @@ class TrialRunner:
         """Put the data set in the object store once per job; tasks get the reference."""
         return self._ray.put(value)
 
-    def submit(self, spec: Any, data_ref: Any) -> Any:
-        return self._task.remote(self._fn, spec, data_ref, self._threads)
+    def submit(self, spec: Any, data_ref: Any, board: Any = None, index: int = -1) -> Any:
+        """Start trial ``index``; with a ``board`` it reports its curve points there."""
+        return self._task.remote(self._fn, spec, data_ref, self._threads, board, index)
+
+    def board(self, judge: Callable[[Any, int, dict[str, Any]], bool]) -> Any:
+        """A new ``CurveBoard`` actor judging with ``judge`` (a picklable function)."""
+        return self._ray.remote(num_cpus=0)(CurveBoard).remote(judge)
 
     def wait_one(self, refs: list[Any], timeout: float | None = None) -> Any | None:
         """The first finished task reference, or None after ``timeout`` seconds."""
