@@ -335,6 +335,22 @@ class CurveBoard:
         return points
 
 
+class Board:
+    """The driver's side of a ``CurveBoard`` actor: the same calls, answered in place."""
+
+    def __init__(self, ray: Any, actor: Any) -> None:
+        self._ray, self.actor = ray, actor
+
+    def update(self, state: Any) -> None:
+        self._ray.get(self.actor.update.remote(state))
+
+    def stop(self, index: int) -> None:
+        self._ray.get(self.actor.stop.remote(index))
+
+    def drain(self) -> list[tuple[int, dict[str, Any]]]:
+        return list(self._ray.get(self.actor.drain.remote()))
+
+
 def _call(
     fn: TrialFn, spec: Any, data: Any, threads: int, board: Any = None, index: int = -1
 ) -> Any:
@@ -381,13 +397,14 @@ class TrialRunner:
         """Put the data set in the object store once per job; tasks get the reference."""
         return self._ray.put(value)
 
-    def submit(self, spec: Any, data_ref: Any, board: Any = None, index: int = -1) -> Any:
+    def submit(self, spec: Any, data_ref: Any, board: Board | None = None, index: int = -1) -> Any:
         """Start trial ``index``; with a ``board`` it reports its curve points there."""
-        return self._task.remote(self._fn, spec, data_ref, self._threads, board, index)
+        actor = board.actor if board is not None else None
+        return self._task.remote(self._fn, spec, data_ref, self._threads, actor, index)
 
-    def board(self, judge: Callable[[Any, int, dict[str, Any]], bool]) -> Any:
+    def board(self, judge: Callable[[Any, int, dict[str, Any]], bool]) -> Board:
         """A new ``CurveBoard`` actor judging with ``judge`` (a picklable function)."""
-        return self._ray.remote(num_cpus=0)(CurveBoard).remote(judge)
+        return Board(self._ray, self._ray.remote(num_cpus=0)(CurveBoard).remote(judge))
 
     def wait_one(self, refs: list[Any], timeout: float | None = None) -> Any | None:
         """The first finished task reference, or None after ``timeout`` seconds."""
