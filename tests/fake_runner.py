@@ -9,8 +9,8 @@ import math
 import time
 
 from sparsearch.space.estimate import estimate
-from sparsearch.worker.remote import TrialFailure
-from sparsearch.worker.trial import TrialResult
+from sparsearch.worker.remote import CurveBoard, TrialFailure
+from sparsearch.worker.trial import TrialResult, TrialStopped
 
 
 class FakeRunner:
@@ -24,13 +24,22 @@ class FakeRunner:
         self.specs: list = []
         self.max_concurrency = 0
         self._next = 0
+        self.boards: list[CurveBoard] = []
+        self.stopped: list[int] = []
+        self.reporting: dict[int, tuple[object, int]] = {}
 
     def put(self, value):
         return value
 
-    def submit(self, spec, data_ref):
+    def board(self, judge):
+        """An in-process CurveBoard (the Ray actor's class itself): the same calls."""
+        self.boards.append(CurveBoard(judge))
+        return self.boards[-1]
+
+    def submit(self, spec, data_ref, board=None, index=-1):
         ref = self._next
         self._next += 1
+        self.reporting[ref] = (board, index)
         self.running[ref] = (time.monotonic() + self.seconds, spec)
         self.specs.append(spec)
         self.max_concurrency = max(self.max_concurrency, len(self.running))
@@ -50,8 +59,26 @@ class FakeRunner:
         if ref in self.fail:
             return TrialFailure("injected failure", "", 1)
         params = estimate(spec.arch, spec.pruning).params
+        accuracy = min(0.95, 0.2 + 0.07 * math.log(params))
+        # A learning curve that closes most of the gap to the final accuracy each epoch; with a
+        # board, each point is reported as a training would, and the board may stop the trial.
+        board, index = self.reporting.pop(ref, (None, -1))
+        curve = []
+        epochs = math.ceil(spec.train.epochs)
+        for e in range(1, epochs + 1):
+            point = {
+                "epoch": float(e),
+                "accuracy": accuracy * (1 - 0.5**e) / (1 - 0.5**epochs),
+                "seconds": float(e),
+                "phase": "train",
+            }
+            curve.append(point)
+            if board is not None and e < epochs and board.report(index, point):
+                self.stopped.append(index)
+                return TrialStopped(curve, float(e), self.seconds, worker_pid=1)
         return TrialResult(
-            accuracy=min(0.95, 0.2 + 0.07 * math.log(params)),
+            accuracy=accuracy,
+            curve=curve,
             test_accuracy=0.5,
             train_seconds=self.seconds,
             param_count=params,

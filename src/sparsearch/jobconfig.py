@@ -201,6 +201,10 @@ class JobConfig:
     finalize: FinalizePlan | None = None
     #: What the job deploys to: its limits, objectives and front measure this target.
     target: str = DEFAULT_TARGET
+    #: Stop a running trial whose accuracy, extrapolated optimistically at its known costs,
+    #: could not join the front (``search/stopping.py``); its epochs so far count against the
+    #: budget, so more candidates train for the same compute. Off by default until measured.
+    early_stopping: bool = False
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -230,6 +234,12 @@ class JobConfig:
                 f"an instructions limit needs target c: instructions are measured for the C "
                 f"target only, not for {self.target}",
                 "use --target c with --max-instructions, or drop --max-instructions",
+            )
+        if not isinstance(self.early_stopping, bool):
+            raise ConfigError(f"early_stopping must be true or false, got {self.early_stopping!r}")
+        if self.early_stopping and self.finalize is not None:
+            raise ConfigError(
+                "a finalize job trains every chosen trial to the end", "drop early_stopping"
             )
         if (
             not isinstance(self.seed, int)
@@ -278,6 +288,7 @@ class JobConfig:
         ram_margin_bytes: int = 0,
         target: str = DEFAULT_TARGET,
         instructions: int | None = None,
+        early_stopping: bool = False,
     ) -> JobConfig:
         if flash_accounting not in FLASH_ACCOUNTINGS:
             raise ConfigError(
@@ -293,6 +304,7 @@ class JobConfig:
             train_limit=train_limit,
             strategy=strategy,
             target=target,
+            early_stopping=early_stopping,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,6 +357,7 @@ class JobConfig:
             # Jobs stored before strategies existed ran Bayesian optimization (then on Ax).
             strategy=d.get("strategy", DEFAULT_STRATEGY),
             target=target_of(d),
+            early_stopping=bool(d.get("early_stopping", False)),
             finalize=(
                 FinalizePlan(
                     d["finalize"]["job_id"],

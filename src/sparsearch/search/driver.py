@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from sparsearch.errors import ClusterError, SearchError, SparsearchError, ToolchainError
 from sparsearch.jobconfig import JobConfig
+from sparsearch.search.early_stop import EarlyStopping
 from sparsearch.search.finalize import FinalizeStrategy, FinalRecorder
 from sparsearch.search.lookahead import Exhausted, Lookahead
 from sparsearch.search.pareto import refresh_front
@@ -52,6 +54,9 @@ class Progress:
     #: Trained trials over a limit as measured (the estimate said they fit): kept, never on
     #: the front.
     over_limit: int = 0
+    #: Trials early stopping ended, and the epochs they trained (budget: N full trainings).
+    stopped: int = 0
+    stopped_epochs: float = 0.0
     #: Candidates a strategy rejected by estimate (never stored, never trained).
     screened: int = 0
     best_accuracy: float | None = None
@@ -83,6 +88,12 @@ class _State:
     next_index: int = 0
     free_since: dict[int, float] = field(default_factory=dict)  # idle slot -> since when
     exhausted: bool = False
+
+
+def _stopped_epochs(trial: Any, epochs: float) -> float:
+    """The epochs a stopped trial trained (its curve's last point), at most a full training."""
+    last = trial.curve[-1]["epoch"] if trial.curve else epochs
+    return min(float(last), float(epochs))
 
 
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
@@ -151,6 +162,7 @@ class SearchDriver:
         )
         self._lookahead: Lookahead | None = None
         self._final: FinalRecorder | None = None  # a finalize job's writer of final results
+        self._early: EarlyStopping | None = None
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -232,11 +244,12 @@ class SearchDriver:
         lookahead = self._lookahead
         assert lookahead is not None
         lookahead.start()
-        while self.progress.trained < budget:
+        self._early = EarlyStopping.open(self.cfg, runner, self.storage, self.job.id)
+        while self._spent() < budget:
             while (
                 state.free_since
                 and not state.exhausted
-                and self.progress.trained + len(state.inflight) < budget
+                and self._spent() + len(state.inflight) < budget
             ):
                 self._check_stop()
                 try:
@@ -263,6 +276,11 @@ class SearchDriver:
             self._check_lost()  # a result that arrives after a takeover is not recorded
             flight = state.inflight.pop(ref)
             self._record_outcome(flight, runner.result(ref), state)
+
+    def _spent(self) -> float:
+        """The budget spent, in full trainings: trained trials, and stopped ones by their
+        share of the epochs (so a job that stops trials trains more candidates)."""
+        return self.progress.trained + self.progress.stopped_epochs / self.cfg.budget.epochs
 
     def _check_stop(self) -> None:
         status = self._should_stop()
@@ -326,7 +344,11 @@ class SearchDriver:
             final=final,
             target=self.cfg.target,
         )
-        ref = runner.submit(spec, data_ref)
+        if self._early is not None:
+            self._early.started(index, costs.flash, costs.ram, pruning.to_dict())
+            ref = runner.submit(spec, data_ref, self._early.board, index)
+        else:
+            ref = runner.submit(spec, data_ref)
         if self._final is not None:
             self._final.started(proposal.params)
         state.inflight[ref] = _Flight(index, slot, proposal.params, costs, now)
@@ -336,14 +358,18 @@ class SearchDriver:
 
     def _record_outcome(self, flight: _Flight, outcome: Any, state: _State) -> None:
         from sparsearch.worker.remote import TrialFailure
+        from sparsearch.worker.trial import TrialStopped
 
         assert self._lookahead is not None
         index, now = flight.index, time.monotonic()
         self.progress.busy_seconds[flight.slot] += now - flight.started
         self.progress.running -= 1
+        if isinstance(outcome, TrialStopped):
+            self._record_stopped(flight, outcome, state, now)
+            return
         self.progress.trained += 1
         # The slot waits for a candidate from now on, if the budget has trials left to start.
-        if self.progress.trained + len(state.inflight) < self.cfg.budget.trials:
+        if self._spent() + len(state.inflight) < self.cfg.budget.trials:
             state.free_since[flight.slot] = now
         costs = flight.costs
         if isinstance(outcome, TrialFailure):
@@ -363,6 +389,8 @@ class SearchDriver:
                 index, Result(flight.params, None, costs.flash, costs.ram, costs.macs)
             )
             self.progress.failed += 1
+            if self._early is not None:
+                self._early.ended(index)
             if self._final is not None:
                 self._final.failed(flight.params, outcome.reason)
             self._emit(f"trial {index} failed: {outcome.reason}", index)
@@ -405,8 +433,38 @@ class SearchDriver:
         if not feasible:
             self.progress.over_limit += 1
         self._refresh_front()
+        if self._early is not None:
+            self._early.completed(index, getattr(outcome, "curve", None) or [])
         what = "int8 accuracy" if outcome.int8_accuracy is not None else "accuracy"
         self._emit(f"trial {index} completed: {what} {score:.3f}", index)
+
+    def _record_stopped(self, flight: _Flight, outcome: Any, state: _State, now: float) -> None:
+        """Early stopping ended the trial: stored as ``stopped`` with its curve (never exported,
+        never on the front), its epochs charged, the strategy told (never proposed again)."""
+        assert self._lookahead is not None
+        index, costs = flight.index, flight.costs
+        self.storage.finish_trial(
+            self.job.id,
+            index,
+            status="stopped",
+            metrics={},
+            curve=outcome.curve,
+            train_seconds=outcome.train_seconds,
+            worker_pid=outcome.worker_pid or None,
+            worker_host=outcome.worker_host or None,
+            worker_node=outcome.worker_node or None,
+        )
+        epochs = min(float(outcome.epochs), float(self.cfg.budget.epochs))
+        self.progress.stopped += 1
+        self.progress.stopped_epochs += epochs
+        if self._spent() + len(state.inflight) < self.cfg.budget.trials:
+            state.free_since[flight.slot] = now
+        self._lookahead.finished(
+            index, Result(flight.params, None, costs.flash, costs.ram, costs.macs)
+        )
+        last = outcome.curve[-1] if outcome.curve else None
+        reason = self._early.ended(index, last) if self._early is not None else ""
+        self._emit(f"trial {index} stopped after {epochs:g} epochs: {reason}".rstrip(": "), index)
 
     def _within_measured(
         self, index: int, costs: Costs, flash: int, ram: int, instructions: int | None = None
@@ -454,7 +512,7 @@ class SearchDriver:
         lookahead = Lookahead(
             strategy,
             depth=0 if cfg.budget.parallel == 1 else cfg.budget.parallel,
-            unfinished=lambda: self.cfg.budget.trials - self.progress.trained,
+            unfinished=lambda: math.ceil(self.cfg.budget.trials - self._spent()),
         )
         trials = self.storage.list_trials(self.job.id)
         state.next_index = max((t.index for t in trials), default=-1) + 1
@@ -464,6 +522,14 @@ class SearchDriver:
         for t in trials:
             if t.status == "infeasible":
                 self.progress.infeasible += 1
+                continue
+            if t.status == "stopped":  # its epochs count; never proposed again
+                self.progress.stopped += 1
+                self.progress.stopped_epochs += _stopped_epochs(t, cfg.budget.epochs)
+                costs = self.screen.costs(t.params)
+                if costs is not None:
+                    lookahead.tell(Result(t.params, None, costs.flash, costs.ram, costs.macs))
+                tried.add(key(t.params))
                 continue
             if t.status not in ("completed", "failed"):
                 continue
