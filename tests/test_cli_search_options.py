@@ -630,3 +630,18 @@ def test_a_killed_local_search_is_refused_then_taken_over_by_resume(
     assert [c.previous_status for c in claims] == ["queued", "interrupted"]
     assert all(c.scheduler_id.startswith("cli:") for c in claims)
     assert f":{proc.pid}:" in claims[0].scheduler_id
+
+
+# -- --early-stopping -------------------------------------------------------------------------
+
+
+def test_early_stopping_reaches_the_stored_job_and_is_off_unless_asked(cli: Cli) -> None:
+    assert cli("search", *TOO_TIGHT).exit_code == 1
+    result = cli("search", *TOO_TIGHT, "--early-stopping", "on", "--json")
+    assert result.exit_code == 1, result.output  # the limits, not the option
+    off, on = sorted(cli.jobs(), key=lambda j: j.created_at)
+    assert off.config["early_stopping"] is False and on.config["early_stopping"] is True
+    assert cli("search", *TOO_TIGHT, "--early-stopping", "maybe").exit_code == 2
+    _clean_failure(
+        cli("search", "--resume", "abc", "--early-stopping", "on"), "a resumed job keeps its own"
+    )

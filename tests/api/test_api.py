@@ -87,6 +87,7 @@ def test_create_job_returns_201_location_and_the_job(client, alice):
         "uncharged": 0,
         "screened": 0,
         "over_limit": 0,
+        "stopped": 0,
     }
     assert job["strategy"] == "bo"  # the default
     got = client.get(job["id"].join(["/v1/jobs/", ""]), headers=alice).json()
@@ -124,6 +125,7 @@ def test_job_progress_counts_trials(client, alice, alice_job):
         "uncharged": 0,
         "screened": 0,
         "over_limit": 0,
+        "stopped": 0,
     }
     assert job["best_accuracy"] == 0.95 and job["hypervolume"] == 0.5
 
@@ -158,6 +160,7 @@ def test_progress_counts_charged_trials_and_screened_candidates(client, alice, s
         "uncharged": 2,
         "screened": 42,
         "over_limit": 0,
+        "stopped": 0,
     }
     listed = client.get("/v1/jobs", headers=alice).json()["data"]
     assert listed[0]["progress"] == progress

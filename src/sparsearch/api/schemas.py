@@ -150,6 +150,11 @@ class JobCreate(_Strict):
         + "; ".join(f"`{s.name}`: {s.description}" for s in STRATEGIES.values()),
     )
     target: Target = Field(default=DEFAULT_TARGET, description=TARGET_DESCRIPTION)
+    early_stopping: bool = Field(
+        default=False,
+        description="Stop a trial whose accuracy, extrapolated optimistically at its known "
+        "costs, could not join the front (its epochs so far count against the budget)",
+    )
 
 
 class Progress(BaseModel):
@@ -169,7 +174,11 @@ class Progress(BaseModel):
     )
     over_limit: int = Field(
         default=0,
-        description="Completed trials over a limit as measured on TFLM (kept, never on the front)",
+        description="Completed trials over a limit as measured (kept, never on the front)",
+    )
+    stopped: int = Field(
+        default=0,
+        description="Trials early stopping ended (their epochs so far count against the budget)",
     )
 
 
@@ -184,6 +193,9 @@ class JobPublic(BaseModel):
     flash_accounting: str
     strategy: str = Field(description="The search strategy; `finalize` for a finalize job")
     target: str = Field(description=TARGET_DESCRIPTION)
+    early_stopping: bool = Field(
+        default=False, description="Whether the job stops trials that cannot join the front"
+    )
     finalizes: str | None = Field(
         default=None, description="A finalize job: the job whose trials it retrains"
     )

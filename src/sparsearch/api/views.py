@@ -67,6 +67,7 @@ def job_config(body: JobCreate) -> JobConfig:
         ),
         strategy=body.strategy,
         target=body.target,
+        early_stopping=body.early_stopping,
     )
 
 
@@ -87,6 +88,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
         flash_accounting=cfg.get("flash_accounting", "dense"),
         strategy=job.strategy,
         target=target_of(cfg),
+        early_stopping=bool(cfg.get("early_stopping", False)),
         finalizes=(cfg.get("finalize") or {}).get("job_id"),
         progress=Progress(
             budget=cfg["budget"]["trials"],
@@ -98,6 +100,7 @@ def job_public(job: Any, counts: dict[str, int]) -> JobPublic:
             uncharged=counts.get("uncharged", 0),
             screened=getattr(job, "screened", 0),
             over_limit=counts.get("over_limit", 0),
+            stopped=counts.get("stopped", 0),
         ),
         best_accuracy=job.best_accuracy,
         hypervolume=job.hypervolume,

@@ -77,6 +77,8 @@ StrategyOption = typer.Option(
 )
 #: The type of ``--target`` (its choices: ``vocabulary.TARGETS``).
 TargetName = Literal[TARGETS]  # type: ignore[valid-type]
+#: A switch given as on / off.
+OnOff = Literal["on", "off"]
 #: What ``--target`` says, on every command that takes it.
 TARGET_HELP = (
     "what the limits measure: c = the interpreter-free C model as Cortex-M4 firmware (flash it "
@@ -84,6 +86,13 @@ TARGET_HELP = (
     "tensor arena)"
 )
 TargetOption = typer.Option(DEFAULT_TARGET, "--target", metavar="NAME", help=TARGET_HELP)
+EarlyStoppingOption = typer.Option(
+    "off",
+    "--early-stopping",
+    metavar="on|off",
+    help="Stop trials that, extrapolated at their known costs, cannot join the front "
+    "(their epochs so far count against the budget)",
+)
 #: ``finalize --target``: the source job's target unless given.
 FinalizeTargetOption = typer.Option(
     None,

@@ -16,10 +16,12 @@ from sparsearch.cli.common import (
     AccountingOption,
     ArtifactsOption,
     DbOption,
+    EarlyStoppingOption,
     EpochsOption,
     FlashOption,
     InstructionsOption,
     MacsOption,
+    OnOff,
     ParallelOption,
     RamMarginOption,
     RamOption,
@@ -167,6 +169,7 @@ def submit(
     flash_accounting: str = AccountingOption,
     strategy: StrategyName | None = StrategyOption,
     target: TargetName = TargetOption,
+    early_stopping: OnOff = EarlyStoppingOption,
     space: Path | None = SpaceOption,
     watch: bool = typer.Option(False, "--watch", help="Follow the job until it finishes"),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON"),
@@ -194,6 +197,7 @@ def submit(
             "flash_accounting": flash_accounting,
             "strategy": strategy or DEFAULT_STRATEGY,
             "target": target,
+            "early_stopping": early_stopping == "on",
         }
         if macs:
             body["limits"]["macs"] = parse_size(macs, what="--macs")

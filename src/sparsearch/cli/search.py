@@ -15,10 +15,12 @@ from sparsearch.cli.common import (
     AccountingOption,
     ArtifactsOption,
     DbOption,
+    EarlyStoppingOption,
     EpochsOption,
     FlashOption,
     InstructionsOption,
     MacsOption,
+    OnOff,
     ParallelOption,
     RamMarginOption,
     RamOption,
@@ -64,6 +66,7 @@ def search(
     flash_accounting: str = AccountingOption,
     strategy: StrategyName | None = StrategyOption,
     target: TargetName = TargetOption,
+    early_stopping: OnOff = EarlyStoppingOption,
     space: Path | None = SpaceOption,
     train_limit: int | None = typer.Option(
         None, metavar="N", help="Use a stratified training subset of N images"
@@ -110,6 +113,7 @@ def search(
                 train_limit=train_limit,
                 strategy=strategy or DEFAULT_STRATEGY,
                 target=target,
+                early_stopping=early_stopping == "on",
             )
             # Load (and so validate) the data before a job row exists: bad data creates nothing.
             data = load_dataset(cfg.dataset, seed=cfg.seed, train_limit=cfg.train_limit)
@@ -125,6 +129,11 @@ def search(
             raise ConfigError(
                 "--max-instructions sets up a new search; a resumed job keeps its limits",
                 f"drop --max-instructions to resume job {resume}",
+            )
+        if resume is not None and given(ctx, "early_stopping"):
+            raise ConfigError(
+                "--early-stopping sets up a new search; a resumed job keeps its own",
+                f"drop --early-stopping to resume job {resume}",
             )
         if resume is not None and given(ctx, "target"):
             kept = target_of(storage.get_job(resume).config)
