@@ -250,6 +250,7 @@ def status(
     best = job["best_accuracy"]
     hv = job["hypervolume"]
     uncharged = f", uncharged {p['uncharged']}" if p.get("uncharged") else ""
+    uncharged += f", stopped {p['stopped']}" if p.get("stopped") else ""
     out.print(
         escape(
             f"job {job['id']}: {job['status']} · {job.get('strategy', '-')} · target "

@@ -61,9 +61,11 @@ class SearchProgress:
 
     def update(self, p: Any) -> None:
         best = f"{p.best_accuracy:.3f}" if p.best_accuracy is not None else "-"
+        stopped = getattr(p, "stopped", 0)
         stats = (
             f"trained {p.trained} · running {p.running} · failed {p.failed} · "
-            f"infeasible {p.infeasible} · screened {getattr(p, 'screened', 0)} · best {best} · "
+            + (f"stopped {stopped} ({p.stopped_epochs:g} epochs) · " if stopped else "")
+            + f"infeasible {p.infeasible} · screened {getattr(p, 'screened', 0)} · best {best} · "
             f"HV {p.hypervolume:.3f}"
         )
         if self._live:
@@ -71,7 +73,7 @@ class SearchProgress:
             return
         elapsed = timedelta(seconds=int(time.monotonic() - self._start))
         self._stats, self._line = stats, f"search {p.trained}/{self._budget} · {stats} · {elapsed}"
-        counts = (p.trained, p.failed, p.infeasible)
+        counts = (p.trained, p.failed, p.infeasible, stopped)
         if counts != self._counts:  # per trial ended: not per poll, nor per trial started
             self._counts = counts
             self._print()
