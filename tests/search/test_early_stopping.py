@@ -71,3 +71,31 @@ def test_a_finalize_job_refuses_early_stopping() -> None:
             {**cfg.to_dict(), "early_stopping": True, "finalize": {"job_id": "x", "trials": [0],
              "params": [{}]}}
         )  # fmt: skip
+
+
+def test_a_resumed_job_keeps_the_epochs_its_stopped_trials_spent(storage) -> None:
+    job = _job(storage)
+
+    def interrupt_once_one_stopped():  # type: ignore[no-untyped-def]
+        stopped = any(t.status == "stopped" for t in storage.list_trials(job.id))
+        return "interrupted" if stopped else None
+
+    first = SearchDriver(
+        storage, job.id, runner=FakeRunner(seconds=0.0), should_stop=interrupt_once_one_stopped
+    ).run()
+    assert first.status == "interrupted"
+    stopped_before = [t.index for t in storage.list_trials(job.id) if t.status == "stopped"]
+    assert stopped_before  # the first run stopped some: the resume must count their epochs
+    driver = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0))
+    final = driver.run()
+    assert final.status == "completed"
+    trials = storage.list_trials(job.id)
+    charged = [t for t in trials if t.status in ("completed", "failed") and t.charged]
+    stopped = [t for t in trials if t.status == "stopped"]
+    assert set(stopped_before) <= {t.index for t in stopped}
+    stopped_epochs = sum(t.curve[-1]["epoch"] for t in stopped)
+    spent = len(charged) + stopped_epochs / EPOCHS
+    assert 12 <= spent < 13
+    # the resumed driver counted the first run's stopped trials and their epochs too
+    assert driver.progress.stopped == len(stopped)
+    assert driver.progress.stopped_epochs == pytest.approx(stopped_epochs)

@@ -20,6 +20,7 @@ from sparsearch.search.early_stop import EarlyStopping
 from sparsearch.search.finalize import FinalizeStrategy, FinalRecorder
 from sparsearch.search.lookahead import Exhausted, Lookahead
 from sparsearch.search.pareto import refresh_front
+from sparsearch.search.replay import replay
 from sparsearch.search.screen import Costs, Screen
 from sparsearch.search.strategies import Proposal, Result, Strategy, make_strategy
 from sparsearch.space.spec import TrainSpec, TrialSpec
@@ -88,12 +89,6 @@ class _State:
     next_index: int = 0
     free_since: dict[int, float] = field(default_factory=dict)  # idle slot -> since when
     exhausted: bool = False
-
-
-def _stopped_epochs(trial: Any, epochs: float) -> float:
-    """The epochs a stopped trial trained (its curve's last point), at most a full training."""
-    last = trial.curve[-1]["epoch"] if trial.curve else epochs
-    return min(float(last), float(epochs))
 
 
 def _flash(cfg: JobConfig, values: dict[str, Any]) -> int:
@@ -516,38 +511,7 @@ class SearchDriver:
         )
         trials = self.storage.list_trials(self.job.id)
         state.next_index = max((t.index for t in trials), default=-1) + 1
-        tried: set[str] = set()
-        redo: dict[str, Any] = {}
-        key = self.screen.codec.key
-        for t in trials:
-            if t.status == "infeasible":
-                self.progress.infeasible += 1
-                continue
-            if t.status == "stopped":  # its epochs count; never proposed again
-                self.progress.stopped += 1
-                self.progress.stopped_epochs += _stopped_epochs(t, cfg.budget.epochs)
-                costs = self.screen.costs(t.params)
-                if costs is not None:
-                    lookahead.tell(Result(t.params, None, costs.flash, costs.ram, costs.macs))
-                tried.add(key(t.params))
-                continue
-            if t.status not in ("completed", "failed"):
-                continue
-            if not t.charged:  # cut short by a graceful stop: run it again
-                redo.setdefault(key(t.params), t)
-                continue
-            costs = self.screen.costs(t.params)
-            flash = _flash(cfg, t.to_json()) if t.flash_bytes is not None else 0
-            ram = t.ram_bytes if t.ram_bytes is not None else 0
-            macs = t.macs if t.macs is not None else (costs.macs if costs else 0)
-            lookahead.tell(Result(t.params, t.objective_accuracy, flash, ram, macs))
-            tried.add(key(t.params))
-            self.progress.trained += 1
-            if t.status == "completed":
-                self.progress.completed += 1
-                self.progress.over_limit += not t.feasible
-            else:
-                self.progress.failed += 1
+        tried, redo = replay(trials, cfg, self.screen, self.progress, lookahead)
         for k, t in reversed(list(redo.items())):
             if self._final is not None:
                 break  # a finalize job's strategy proposes every untrained plan entry itself
