@@ -30,6 +30,7 @@ FORM = {
     "strategy": "random",
     "target": OTHER,
     "flash_accounting": "dense",
+    "early_stopping": "off",
 }
 #: The POST /v1/jobs body of FORM.
 BODY = {
@@ -39,6 +40,7 @@ BODY = {
     "seed": 7,
     "strategy": "random",
     "target": OTHER,
+    "early_stopping": False,
 }
 
 
@@ -275,3 +277,13 @@ def test_an_upload_leads_back_to_the_form_with_the_dataset_or_says_why_not(
     if problem.get("hint"):
         assert words(problem["hint"]) in shown
     assert len(storage.list_datasets(owner="alice", limit=10, offset=0)) == 1
+
+
+def test_early_stopping_is_off_unless_chosen_and_reaches_the_job(alice, api_alice, storage):
+    off = location(_submit(alice)).removeprefix("/jobs/")
+    on = location(_submit(alice, early_stopping="on")).removeprefix("/jobs/")
+    assert storage.get_job(off, owner="alice").config["early_stopping"] is False
+    assert storage.get_job(on, owner="alice").config["early_stopping"] is True
+    assert alice.get(f"/v1/jobs/{on}", headers=api_alice).json()["early_stopping"] is True
+    select = page(alice.get("/new")).by_id("new-job").find("select", name="early_stopping")
+    assert [o.attrs.get("value") for o in select.find_all("option", selected=True)] == ["off"]

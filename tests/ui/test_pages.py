@@ -294,3 +294,17 @@ def test_the_trial_page_shows_its_targets_costs_and_its_learning_curve(alice, st
         "Arena tail (runtime state)",
     ]  # fmt: skip
     assert tflm["C: instructions per inference"][1] == "22,725"
+
+
+def test_the_job_page_counts_trials_stopped_early(alice, storage, alice_job):
+    assert page(alice.get(f"/jobs/{alice_job}")).find_all("span", data_role="stopped") == []
+    storage.add_trial(
+        alice_job, 9, status="running", params={"n_blocks": 1}, generator="Sobol",
+        gen_seconds=0.1, estimates={"flash_bytes": 3000, "ram_bytes": 900}, feasible=True,
+        pruning={"method": "none", "level": 0.0},
+    )  # fmt: skip
+    storage.finish_trial(alice_job, 9, status="stopped", metrics={}, curve=CURVE[:1])
+    doc = page(alice.get(f"/jobs/{alice_job}"))
+    assert doc.find("span", data_role="stopped").text() == "1"
+    trial = page(alice.get(f"/jobs/{alice_job}/trials/9"))
+    assert "stopped" in trial.find("span", class_="badge").text()

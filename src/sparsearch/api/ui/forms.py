@@ -53,6 +53,7 @@ DEFAULTS = {
     "strategy": DEFAULT_STRATEGY,
     "target": DEFAULT_TARGET,
     "flash_accounting": "dense",
+    "early_stopping": "off",
 }
 
 
@@ -94,6 +95,7 @@ def job_body(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         "strategy": form.get("strategy") or DEFAULT_STRATEGY,
         "target": form.get("target") or DEFAULT_TARGET,
         "flash_accounting": form.get("flash_accounting") or "dense",
+        "early_stopping": form.get("early_stopping") == "on",
     }
     methods = list(form.get("pruning_methods") or [])
     if methods:
