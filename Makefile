@@ -87,6 +87,8 @@ bench: $(STAMP)
 		--out benchmarks/results/finalize_fashion_16k_6k.json
 	$(PY) benchmarks/api_load.py --rate 200 --seconds 60 --repeat 3 --out benchmarks/results/api_load.json
 	$(PY) benchmarks/pruning.py --out benchmarks/results/pruning.json
+	$(PY) benchmarks/early_stop_replay.py --workdir runs/early_stop_replay \
+		--out benchmarks/results/early_stop_replay.json
 
 # About 1.5 h on two cores: every strategy, two regimes, three seeds (issue 10's evidence).
 bench-quality: $(STAMP)

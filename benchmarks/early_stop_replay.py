@@ -5,7 +5,9 @@ Runs searches with early stopping OFF (every trial trains to the end and keeps i
 curve), then replays ``search/stopping.py``'s rule over them in trial order: when trial *i*
 reaches a checkpoint, the front is that of the trials before *i* (their final float curve
 accuracy, measured flash and RAM) and the gains are those of the completed trials before *i*.
-Reported per search and in all:
+Reported per search and per ``--margins`` value (the rule's ``margin``: accuracy added to its
+optimism, e.g. for the gap between the float curve and the int8 accuracy the front is ranked
+by):
 
 - ``rank_correlation``: Spearman's rho between a trial's float curve accuracy at each
   checkpoint and at the end (is the schedule's early accuracy informative?);
@@ -82,7 +84,7 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
     return None if rho != rho else float(rho)  # NaN: constant input
 
 
-def replay(trials: list[dict], epochs: float) -> dict[str, Any]:
+def replay(trials: list[dict], epochs: float, margin: float = 0.0) -> dict[str, Any]:
     from sparsearch.search.stopping import (
         Completed,
         FrontPoint,
@@ -92,7 +94,7 @@ def replay(trials: list[dict], epochs: float) -> dict[str, Any]:
         decide,
     )
 
-    rule = StopRule()
+    rule = StopRule(margin=margin)
     done = sorted(
         (t for t in trials if t["status"] == "completed" and t.get("curve")),
         key=lambda t: t["index"],
@@ -196,6 +198,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None, help="run only these searches")
+    ap.add_argument("--margins", type=float, nargs="*", default=[0.0, 0.01, 0.02, 0.03])
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
@@ -205,18 +208,16 @@ def main() -> None:
         if a.only and name not in a.only:
             continue
         doc = run_search(name, dataset, options, a)
-        results[name] = {
-            "job_id": doc["job_id"],
-            "wall_seconds": doc.get("wall_seconds"),
-            **replay(doc["trials"], a.epochs),
-        }
-        r = results[name]
-        print(
-            f"{name}: {r['trials']} trials, rho {r['rank_correlation']}, would stop "
-            f"{r['would_stop']} (saving {r['epochs_saved_share']} of the epochs), false stops "
-            f"{r['false_stops']}",
-            flush=True,
-        )
+        results[name] = {"job_id": doc["job_id"], "wall_seconds": doc.get("wall_seconds")}
+        for margin in a.margins:
+            r = replay(doc["trials"], a.epochs, margin)
+            results[name][f"margin {margin:g}"] = r
+            print(
+                f"{name} (margin {margin:g}): {r['trials']} trials, rho {r['rank_correlation']}, "
+                f"would stop {r['would_stop']} (saving {r['epochs_saved_share']} of the epochs), "
+                f"false stops {r['false_stops']}",
+                flush=True,
+            )
     doc = {
         "command": command_line(),
         "config": {"trials": a.trials, "epochs": a.epochs, "seed": a.seed, "target": "tflm"},

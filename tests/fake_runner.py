@@ -6,6 +6,7 @@ any folder can import it: ``from fake_runner import FakeRunner``."""
 from __future__ import annotations
 
 import math
+import random
 import time
 
 from sparsearch.space.estimate import estimate
@@ -17,8 +18,13 @@ class FakeRunner:
     """Runs no model: a trial "trains" for ``seconds`` and scores by its size. Records every
     spec it got and the most trials it had in flight at once."""
 
-    def __init__(self, seconds: float = 0.03, fail: set[int] | None = None) -> None:
+    def __init__(
+        self, seconds: float = 0.03, fail: set[int] | None = None, noise: float = 0.0
+    ) -> None:
         self.seconds = seconds
+        #: Up to this much accuracy taken off by a hash of the architecture: with it, size no
+        #: longer decides accuracy alone and some trials are dominated (early stopping's tests).
+        self.noise = noise
         self.fail = fail or set()
         self.running: dict[int, tuple[float, object]] = {}
         self.specs: list = []
@@ -60,15 +66,18 @@ class FakeRunner:
             return TrialFailure("injected failure", "", 1)
         params = estimate(spec.arch, spec.pruning).params
         accuracy = min(0.95, 0.2 + 0.07 * math.log(params))
-        # A learning curve that closes most of the gap to the final accuracy each epoch; with a
-        # board, each point is reported as a training would, and the board may stop the trial.
+        if self.noise:
+            accuracy -= self.noise * random.Random(repr(spec.arch.to_dict())).random()
+        # A learning curve that halves its gap to the final accuracy each epoch (0.2 after the
+        # first); with a board, each point is reported as a training would, and the board may
+        # stop the trial.
         board, index = self.reporting.pop(ref, (None, -1))
         curve = []
         epochs = math.ceil(spec.train.epochs)
         for e in range(1, epochs + 1):
             point = {
                 "epoch": float(e),
-                "accuracy": accuracy * (1 - 0.5**e) / (1 - 0.5**epochs),
+                "accuracy": accuracy - (0.2 * 0.5 ** (e - 1) if e < epochs else 0.0),
                 "seconds": float(e),
                 "phase": "train",
             }

@@ -14,6 +14,8 @@ from sparsearch.search.stopping import StopRule
 from sparsearch.storage import open_storage
 
 EPOCHS = 9
+#: Accuracy noise of the fake trials: some are dominated at their costs.
+NOISE = 0.3
 
 
 @pytest.fixture()
@@ -33,7 +35,7 @@ def _job(storage, **kw):  # type: ignore[no-untyped-def]
 
 def test_dominated_trials_stop_at_a_checkpoint_and_charge_their_epochs(storage) -> None:
     job = _job(storage)
-    runner = FakeRunner(seconds=0.0)
+    runner = FakeRunner(seconds=0.0, noise=NOISE)
     final = SearchDriver(storage, job.id, runner=runner).run()
     assert final.status == "completed", final.error
     trials = storage.list_trials(job.id)
@@ -55,7 +57,7 @@ def test_dominated_trials_stop_at_a_checkpoint_and_charge_their_epochs(storage) 
 
 def test_off_nothing_reports_and_nothing_stops(storage) -> None:
     job = _job(storage, early_stopping=False, trials=6)
-    runner = FakeRunner(seconds=0.0)
+    runner = FakeRunner(seconds=0.0, noise=NOISE)
     final = SearchDriver(storage, job.id, runner=runner).run()
     assert final.status == "completed"
     assert runner.boards == [] and runner.stopped == []
@@ -81,12 +83,15 @@ def test_a_resumed_job_keeps_the_epochs_its_stopped_trials_spent(storage) -> Non
         return "interrupted" if stopped else None
 
     first = SearchDriver(
-        storage, job.id, runner=FakeRunner(seconds=0.0), should_stop=interrupt_once_one_stopped
+        storage,
+        job.id,
+        runner=FakeRunner(seconds=0.0, noise=NOISE),
+        should_stop=interrupt_once_one_stopped,
     ).run()
     assert first.status == "interrupted"
     stopped_before = [t.index for t in storage.list_trials(job.id) if t.status == "stopped"]
     assert stopped_before  # the first run stopped some: the resume must count their epochs
-    driver = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0))
+    driver = SearchDriver(storage, job.id, runner=FakeRunner(seconds=0.0, noise=NOISE))
     final = driver.run()
     assert final.status == "completed"
     trials = storage.list_trials(job.id)
