@@ -165,30 +165,21 @@ def _epochs(t: dict, epochs: float) -> float:
 
 
 def _front(trials: list[dict]) -> list[dict]:
-    """The non-dominated trials by (final float curve accuracy, flash, RAM)."""
+    """The non-dominated feasible trials by (final float curve accuracy, flash, RAM), as the
+    search ranks its front (``search.pareto.pareto_indices``)."""
+    from sparsearch.search.pareto import Point, pareto_indices
 
-    def acc(t: dict) -> float:
-        return t["curve"][-1]["accuracy"]
-
-    out = []
-    for t in trials:
-        if t.get("flash_bytes") is None or t.get("ram_bytes") is None or not t.get("feasible"):
-            continue
-        dominated = any(
-            acc(o) >= acc(t)
-            and o["flash_bytes"] <= t["flash_bytes"]
-            and o["ram_bytes"] <= t["ram_bytes"]
-            and (
-                acc(o) > acc(t)
-                or o["flash_bytes"] < t["flash_bytes"]
-                or o["ram_bytes"] < t["ram_bytes"]
-            )
-            for o in trials
-            if o is not t and o.get("flash_bytes") is not None and o.get("ram_bytes") is not None
-        )
-        if not dominated:
-            out.append(t)
-    return out
+    kept = [
+        t
+        for t in trials
+        if t.get("feasible") and t.get("flash_bytes") is not None and t.get("ram_bytes") is not None
+    ]
+    points = [
+        Point(t["index"], t["curve"][-1]["accuracy"], t["flash_bytes"], t["ram_bytes"])
+        for t in kept
+    ]
+    on = set(pareto_indices(points))
+    return [t for t in kept if t["index"] in on]
 
 
 def main() -> None:
