@@ -163,3 +163,22 @@ def test_sigterm_interrupts_the_job_and_a_new_scheduler_finishes_it(db, settings
     # The cut-short trials do not count: the job still trains its whole budget of charged ones.
     trials = _check_finished_within_budget(db, job.id, 4)
     assert {t.index: (t.status, t.accuracy, t.params) for t in trials[: len(kept)]} == kept
+
+
+def test_a_signal_during_an_import_does_not_raise_into_the_import_machinery(
+    tmp_path, monkeypatch
+) -> None:
+    """SIGTERM landing inside importlib (a lazy import of torch, say) must not raise there: the
+    exception would be printed as "Exception ignored" and lost; the stop flag ends the job."""
+    import importlib
+    import sys
+
+    from sparsearch.service.scheduler import _importing
+
+    assert not _importing(sys._getframe())
+    (tmp_path / "probe_import_frame.py").write_text(
+        "import sys\nfrom sparsearch.service.scheduler import _importing\n"
+        "SEEN = _importing(sys._getframe())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert importlib.import_module("probe_import_frame").SEEN

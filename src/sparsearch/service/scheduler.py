@@ -332,5 +332,17 @@ class Scheduler:
         self._signalled = True
         log.info("scheduler got %s; stopping", signal.Signals(signum).name)
         self._stop.set()
-        if self._job_id is not None:
+        if self._job_id is not None and not _importing(frame):
             raise KeyboardInterrupt  # the driver's interrupt path: job `interrupted`, trials failed
+        # Inside the import machinery (a lazy import of torch or BoTorch, say) an exception
+        # would land in one of its callbacks, be printed as "Exception ignored" and lost: the
+        # stop flag alone ends the job, at the driver's next should_stop poll (about a second).
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a caller of it runs inside importlib's own code."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
