@@ -16,6 +16,7 @@ from typing import Any
 
 from sparsearch.search.stopping import (
     Completed,
+    Decision,
     FrontPoint,
     Running,
     StopRule,
@@ -24,23 +25,21 @@ from sparsearch.search.stopping import (
 )
 
 
-def judge(state: Mapping[str, Any], index: int, point: Mapping[str, Any]) -> bool:
-    """A ``CurveBoard`` judge: ``decide`` for trial ``index`` at its new ``point``. Only
-    training-phase points are checkpoints; a trial the state does not know goes on."""
+def decision(state: Mapping[str, Any], index: int, point: Mapping[str, Any]) -> Decision | None:
+    """``decide`` for trial ``index`` at its new ``point`` over the driver's ``state``; None
+    where there is nothing to decide (a trial the state does not know, a fine-tuning point,
+    no accuracy)."""
     trial = state["trials"].get(index)
     if trial is None or point.get("phase", "train") != "train" or point.get("accuracy") is None:
-        return False
+        return None
     running = Running(epoch=float(point["epoch"]), accuracy=float(point["accuracy"]), **trial)
-    return decide(state["rule"], running, state["front"], state["completed"]).stop
+    return decide(state["rule"], running, state["front"], state["completed"])
 
 
-def why(state: Mapping[str, Any], index: int, point: Mapping[str, Any]) -> str:
-    """The rule's reason for its decision at ``point`` (for the driver's event line)."""
-    trial = state["trials"].get(index)
-    if trial is None:
-        return "no longer known"
-    running = Running(epoch=float(point["epoch"]), accuracy=float(point["accuracy"]), **trial)
-    return decide(state["rule"], running, state["front"], state["completed"]).reason
+def judge(state: Mapping[str, Any], index: int, point: Mapping[str, Any]) -> bool:
+    """A ``CurveBoard`` judge: whether trial ``index`` stops at ``point``."""
+    d = decision(state, index, point)
+    return d is not None and d.stop
 
 
 class Stopper:
@@ -59,7 +58,7 @@ class Stopper:
             "flash": int(flash),
             "ram": int(ram),
             "epochs": float(self.epochs),
-            "pruned": pruning.get("method", "none") != "none",
+            "pruned": _prunes(pruning),
             "exact_cost": cost_is_exact(pruning),
             "final": final,
         }
@@ -136,12 +135,10 @@ class EarlyStopping:
     def ended(self, index: int, last: Mapping[str, Any] | None = None) -> str:
         """A trial ended without a curve to learn from (failed, stopped); for a stopped one
         (``last``: its last point) the rule's reason there."""
-        reason = ""
-        if last is not None and index in self.stopper.trials and last.get("accuracy") is not None:
-            reason = why(self.stopper.state(), index, last)
+        d = decision(self.stopper.state(), index, last) if last is not None else None
         self.stopper.finished(index)
         self._push()
-        return reason
+        return d.reason if d is not None else ""
 
 
 def _prunes(pruning: Mapping[str, Any] | None) -> bool:

@@ -193,7 +193,7 @@ def run_trial(
         data = final_split(data)
     x_train, x_val, x_test = prepare_inputs(spec, data)
     pruning = spec.pruning
-    before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
+    before = _acts_before_training(pruning)
     # A method that acts before training shapes the architecture itself (train_once).
     model = build_model(effective_arch(spec.arch, pruning) if before else spec.arch)
     curve = Curve.of(x_val, data.y_val, start, report)
@@ -209,6 +209,11 @@ def run_trial(
         )
 
 
+def _acts_before_training(pruning: Any) -> bool:
+    """Whether the trial's pruning method shapes the architecture before training."""
+    return pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
+
+
 def _train_and_deploy(
     spec: TrialSpec,
     data: Dataset,
@@ -220,7 +225,7 @@ def _train_and_deploy(
     """``run_trial`` after the set-up: train, prune, score, deploy."""
     x_train, x_val, x_test = inputs
     t, pruning = spec.train, spec.pruning
-    before = pruning.active and PRUNING_METHODS[pruning.method].stage == "before_training"
+    before = _acts_before_training(pruning)
     train_epochs(
         model,
         x_train,
